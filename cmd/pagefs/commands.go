@@ -1,0 +1,22 @@
+package main
+
+import "github.com/urfave/cli/v2"
+
+// commands lists every subcommand pagefs offers. Only commands that work are
+// listed.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		versionCommand(),
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the pagefs version",
+		Action: func(c *cli.Context) error {
+			_, err := c.App.Writer.Write([]byte("pagefs " + Version + "\n"))
+			return err
+		},
+	}
+}
