@@ -6,6 +6,7 @@ import "github.com/urfave/cli/v2"
 // listed.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		mountCommand(),
 		versionCommand(),
 	}
 }

@@ -1,0 +1,92 @@
+package fuse
+
+import (
+	"context"
+	"path"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/pagefs/pagefs/mount"
+)
+
+// node is a file or folder under the mount: a loopback node whose changing
+// operations go through the store.
+type node struct {
+	fs.LoopbackNode
+	store *mount.Store
+}
+
+var (
+	_ fs.NodeOpener    = (*node)(nil)
+	_ fs.NodeCreater   = (*node)(nil)
+	_ fs.NodeSetattrer = (*node)(nil)
+	_ fs.NodeUnlinker  = (*node)(nil)
+	_ fs.NodeRenamer   = (*node)(nil)
+)
+
+// name is the node's path relative to the mount root.
+func (n *node) name() string {
+	return n.Path(n.Root())
+}
+
+func (n *node) child(name string) string {
+	return path.Join(n.name(), name)
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	f, err := n.store.OpenFile(n.name(), int(flags), 0)
+	if err != nil {
+		return nil, 0, mount.Errno(err)
+	}
+	return newHandle(f)
+}
+
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	// The loopback creates the file and its inode; pagefs then reopens it
+	// through the store so the handle is one the store knows.
+	ch, lf, _, errno := n.LoopbackNode.Create(ctx, name, flags&^syscall.O_TRUNC, mode, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	if r, ok := lf.(fs.FileReleaser); ok {
+		r.Release(ctx)
+	}
+	f, err := n.store.OpenFile(n.child(name), int(flags&^(syscall.O_CREAT|syscall.O_EXCL)), 0)
+	if err != nil {
+		return nil, nil, 0, mount.Errno(err)
+	}
+	h, fuseFlags, errno := newHandle(f)
+	return ch, h, fuseFlags, errno
+}
+
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
+	if f == nil {
+		if sz, ok := in.GetSize(); ok {
+			if err := n.store.Truncate(n.name(), int64(sz)); err != nil {
+				return mount.Errno(err)
+			}
+			in.Valid &^= gofuse.FATTR_SIZE
+		}
+	}
+	return n.LoopbackNode.Setattr(ctx, f, in, out)
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return mount.Errno(n.store.Unlink(n.child(name)))
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	oldPath, newPath := n.child(name), np.child(newName)
+	return mount.Errno(n.store.Rename(oldPath, newPath, func() error {
+		if errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags); errno != 0 {
+			return errno
+		}
+		return nil
+	}))
+}

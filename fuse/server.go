@@ -1,0 +1,90 @@
+package fuse
+
+import (
+	"fmt"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	gofuse "github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/pagefs/pagefs/mount"
+)
+
+// Options configures Mount.
+type Options struct {
+	// CacheTimeout is how long the kernel caches entries, attributes and
+	// failed lookups. Zero means one second.
+	CacheTimeout time.Duration
+
+	// Debug logs every FUSE request.
+	Debug bool
+
+	Logger *slog.Logger
+}
+
+// Server is a mounted store.
+type Server struct {
+	srv *gofuse.Server
+	log *slog.Logger
+}
+
+// Mount serves store at mountpoint. The caller must call Unmount, then
+// close the store.
+func Mount(mountpoint string, store *mount.Store, opts Options) (*Server, error) {
+	if opts.CacheTimeout == 0 {
+		opts.CacheTimeout = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(store.Root(), &st); err != nil {
+		return nil, err
+	}
+	lr := &fs.LoopbackRoot{Path: store.Root(), Dev: uint64(st.Dev)}
+	lr.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, st *syscall.Stat_t) fs.InodeEmbedder {
+		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, store: store}
+	}
+	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, store: store}
+	lr.RootNode = root
+	t := opts.CacheTimeout
+	srv, err := fs.Mount(mountpoint, root, &fs.Options{
+		EntryTimeout:    &t,
+		AttrTimeout:     &t,
+		NegativeTimeout: &t,
+		MountOptions: gofuse.MountOptions{
+			FsName:        "pagefs",
+			Name:          "pagefs",
+			DirectMount:   true,
+			AllowOther:    true,
+			DisableXAttrs: true,
+			MaxWrite:      1 << 20,
+			Debug:         opts.Debug,
+			Options:       []string{"default_permissions"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	s := &Server{srv: srv, log: opts.Logger}
+	if srv.KernelSettings().Flags64()&gofuse.CAP_PASSTHROUGH == 0 {
+		s.log.Warn("kernel offers no FUSE passthrough: WAL writes go through the daemon (slower, still exact)")
+	}
+	return s, nil
+}
+
+// Unmount unmounts the filesystem and waits for the server to stop. It
+// fails while files are open unless the unmount is lazy.
+func (s *Server) Unmount() error {
+	err := s.srv.Unmount()
+	if err != nil {
+		return err
+	}
+	s.srv.Wait()
+	return nil
+}
+
+// Wait blocks until the filesystem is unmounted.
+func (s *Server) Wait() { s.srv.Wait() }
