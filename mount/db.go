@@ -51,10 +51,10 @@ type DB struct {
 
 // rollbackTxn is a transaction in a rollback-journal mode, or an import.
 type rollbackTxn struct {
-	pageSize uint32                // page size at the start, for old
+	pageSize uint32                  // page size at the start, for old
 	old      map[uint32]ltx.Checksum // page -> checksum before the transaction; 0 if it did not exist
-	synced   bool                  // SQLite synced the journal or database
-	import_  bool                  // written without a journal into a fresh file
+	synced   bool                    // SQLite synced the journal or database
+	import_  bool                    // written without a journal into a fresh file
 }
 
 func newDB(s *Store, name string) *DB {

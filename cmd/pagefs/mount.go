@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -50,5 +49,5 @@ func runMount(c *cli.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return errors.Join(err, store.Close(), fmt.Errorf("%w", nil))
+	return errors.Join(err, store.Close())
 }
