@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/pagefs/pagefs/ltx"
 )
@@ -47,6 +48,37 @@ type DB struct {
 
 	hash   hash.Hash64
 	failed error // set once capture fails in a way that cannot be retried
+	stats  Stats
+}
+
+// Stats counts what a database's capture has done since the mount started.
+type Stats struct {
+	LTXFiles   uint64    // files added to the chain
+	LTXBytes   uint64    // their total size
+	Pages      uint64    // pages written into them
+	LastCommit time.Time // when the newest file was added
+}
+
+// Status is a snapshot of a database's state, for status pages and metrics.
+type Status struct {
+	Name     string
+	Pos      ltx.Pos
+	PageSize uint32
+	Commit   uint32 // database size in pages
+	WAL      bool   // a -wal file exists
+	Failed   string // why capture stopped, if it did
+	Stats    Stats
+}
+
+// Status returns a snapshot of the database's state.
+func (db *DB) Status() Status {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	st := Status{Name: db.name, Pos: db.pos, PageSize: db.pageSize, Commit: db.commit, WAL: db.walExists, Stats: db.stats}
+	if db.failed != nil {
+		st.Failed = db.failed.Error()
+	}
+	return st
 }
 
 // rollbackTxn is a transaction in a rollback-journal mode, or an import.

@@ -93,6 +93,10 @@ func (db *DB) publish(w *ltxWriter, unsynced bool) error {
 	db.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: post}
 	db.pageSize, db.commit = hdr.PageSize, hdr.Commit
 	db.hasFile, db.full = true, false
+	db.stats.LTXFiles++
+	db.stats.LTXBytes += uint64(w.enc.N())
+	db.stats.Pages += uint64(w.pages)
+	db.stats.LastCommit = time.Now()
 	if unsynced {
 		db.unsynced = append(db.unsynced, final)
 	}

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,34 +25,240 @@ func mountCommand() *cli.Command {
 		Name:      "mount",
 		Usage:     "mount pagefs and capture every SQLite transaction under it",
 		ArgsUsage: "MOUNTPOINT",
+		Description: `Mounts pagefs at MOUNTPOINT in the foreground. Point your application's
+database path into the mount (MOUNTPOINT/app.db) and use SQLite as usual:
+every committed transaction is captured into an LTX file under
+DATA/<db>/ltx/0. The real files live in DATA/.pagefs/files.
+
+Supported journal modes: DELETE, TRUNCATE, PERSIST and WAL. journal_mode
+OFF and MEMORY cannot be captured: writes in those modes fail with a disk
+I/O error and a log line.
+
+Settings come from --config (YAML), then PAGEFS_* environment variables,
+then flags; each flag below names its config key and variable.
+
+SIGINT or SIGTERM unmounts cleanly. A stale mount left by a crash is
+cleaned up on the next start.
+
+Example:
+   mkdir -p /litefs && pagefs mount /litefs
+   sqlite3 /litefs/app.db 'PRAGMA journal_mode=WAL; CREATE TABLE t(x);'`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Usage: "data directory"},
-			&cli.BoolFlag{Name: "debug"},
+			&cli.StringFlag{Name: "config", Usage: "YAML config `FILE`"},
+			&cli.StringFlag{Name: "data", Usage: "data `DIR` (config data, PAGEFS_DATA); default /var/lib/pagefs for root, ~/.local/share/pagefs otherwise"},
+			&cli.StringFlag{Name: "http-addr", Usage: "serve status and Prometheus metrics on `ADDR`, e.g. 127.0.0.1:9090 (config http-addr, PAGEFS_HTTP_ADDR); default off"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config log.level, PAGEFS_LOG_LEVEL); default info"},
+			&cli.StringFlag{Name: "log-format", Usage: "text or json (config log.format, PAGEFS_LOG_FORMAT); default text"},
+			&cli.DurationFlag{Name: "poll-interval", Usage: "how often a busy WAL database is checked for commits (config capture.poll-interval, PAGEFS_POLL_INTERVAL); default 1ms"},
+			&cli.DurationFlag{Name: "idle-poll-interval", Usage: "slowest check of a quiet WAL database (config capture.idle-poll-interval, PAGEFS_IDLE_POLL_INTERVAL); default 25ms"},
+			&cli.DurationFlag{Name: "retention", Usage: "delete local LTX files older than this (config retention.duration, PAGEFS_RETENTION); default 0, keep all"},
+			&cli.IntFlag{Name: "retention-count", Usage: "always keep this many newest local LTX files per database (config retention.count, PAGEFS_RETENTION_COUNT); default 1"},
+			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)"},
 		},
 		Action: runMount,
 	}
 }
 
+// mountConfig merges the config file, the environment and the flags.
+func mountConfig(c *cli.Context) (Config, error) {
+	var cfg Config
+	if p := c.String("config"); p != "" {
+		var err error
+		if cfg, err = loadConfigFile(p); err != nil {
+			return cfg, err
+		}
+	}
+	if err := applyEnv(&cfg, os.Getenv); err != nil {
+		return cfg, err
+	}
+	if c.IsSet("data") {
+		cfg.Data = c.String("data")
+	}
+	if c.IsSet("http-addr") {
+		cfg.HTTPAddr = c.String("http-addr")
+	}
+	if c.IsSet("log-level") {
+		cfg.Log.Level = c.String("log-level")
+	}
+	if c.IsSet("log-format") {
+		cfg.Log.Format = c.String("log-format")
+	}
+	if c.IsSet("poll-interval") {
+		cfg.Capture.PollInterval = Duration(c.Duration("poll-interval"))
+	}
+	if c.IsSet("idle-poll-interval") {
+		cfg.Capture.IdlePollInterval = Duration(c.Duration("idle-poll-interval"))
+	}
+	if c.IsSet("retention") {
+		cfg.Retention.Duration = Duration(c.Duration("retention"))
+	}
+	if c.IsSet("retention-count") {
+		cfg.Retention.Count = c.Int("retention-count")
+	}
+	cfg.fuseDebug = c.Bool("fuse-debug")
+	if c.Args().Len() > 0 {
+		cfg.Mountpoint = c.Args().First()
+	}
+	if c.Args().Len() > 1 {
+		return cfg, fmt.Errorf("mount takes one MOUNTPOINT, got %q", c.Args().Slice())
+	}
+	if cfg.Mountpoint == "" {
+		return cfg, errors.New("no MOUNTPOINT given (see pagefs mount --help)")
+	}
+	return cfg, cfg.validate()
+}
+
+func newLogger(cfg LogConfig, w *os.File) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 func runMount(c *cli.Context) error {
-	mp := c.Args().First()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store, err := mount.Open(mount.Config{DataDir: c.String("data"), Logger: log})
+	cfg, err := mountConfig(c)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("pagefs mount: %v", err), 2)
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		return cli.Exit(fmt.Sprintf("pagefs mount: %v", err), 1)
+	}
+	return nil
+}
+
+// serve mounts, serves until ctx is done, and unmounts.
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	mp, err := filepath.Abs(cfg.Mountpoint)
 	if err != nil {
 		return err
 	}
-	srv, err := fuse.Mount(mp, store, fuse.Options{Logger: log, Debug: c.Bool("debug")})
+	if err := checkMountpoint(mp, log); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	store, err := mount.Open(mount.Config{
+		DataDir:          cfg.Data,
+		Logger:           log,
+		PollInterval:     time.Duration(cfg.Capture.PollInterval),
+		IdlePollInterval: time.Duration(cfg.Capture.IdlePollInterval),
+		Retention:        time.Duration(cfg.Retention.Duration),
+		RetentionCount:   cfg.Retention.Count,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := fuse.Mount(mp, store, fuse.Options{Logger: log, Debug: cfg.fuseDebug})
 	if err != nil {
 		store.Close()
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	log.Info("mounted", "mountpoint", mp, "data", store.DataDir())
+	var httpSrv *statusServer
+	if cfg.HTTPAddr != "" {
+		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log); err != nil {
+			_ = unmount(srv, mp, log)
+			store.Close()
+			return err
+		}
+	}
 	<-ctx.Done()
-	for i := 0; ; i++ {
-		if err = srv.Unmount(); err == nil || i > 50 {
-			break
+	log.Info("unmounting", "mountpoint", mp)
+	if httpSrv != nil {
+		httpSrv.close()
+	}
+	uerr := unmount(srv, mp, log)
+	if err := store.Close(); err != nil {
+		return errors.Join(uerr, err)
+	}
+	if uerr == nil {
+		log.Info("unmounted", "mountpoint", mp)
+	}
+	return uerr
+}
+
+// unmount unmounts, retrying while files are open for up to two seconds,
+// then detaches the mount so the process can exit; open files then fail
+// with ENOTCONN. Commits made after the store's final capture are still in
+// the backing WAL, which the next start captures.
+func unmount(srv *fuse.Server, mp string, log *slog.Logger) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := srv.Unmount()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			log.Warn("files still open under the mount; detaching it", "mountpoint", mp, "err", err)
+			if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", mp, err)
+			}
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return errors.Join(err, store.Close())
+}
+
+// checkMountpoint refuses a missing or busy mountpoint and cleans up a
+// stale pagefs mount left by a crash.
+func checkMountpoint(mp string, log *slog.Logger) error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("no /dev/fuse: load the fuse kernel module (modprobe fuse) or give the container the device")
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			return errors.New("not root and no fusermount3 on PATH: run as root or install fuse3")
+		}
+	}
+	_, err := os.Stat(mp)
+	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+		log.Warn("cleaning up a stale mount left by a crash", "mountpoint", mp)
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("mountpoint %s: stale mount that cannot be unmounted: %w", mp, err)
+		}
+		_, err = os.Stat(mp)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("mountpoint %s does not exist (create it with: mkdir -p %s)", mp, mp)
+	} else if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	if fstype, ok := mountedAt(mp); ok {
+		return fmt.Errorf("mountpoint %s is busy: a %s filesystem is already mounted there", mp, fstype)
+	}
+	return nil
+}
+
+// mountedAt reports whether something is mounted at mp, and its type.
+func mountedAt(mp string) (string, bool) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || unescapeMount(fields[4]) != mp {
+			continue
+		}
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) {
+				return fields[i+1], true
+			}
+		}
+		return "unknown", true
+	}
+	return "", false
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
