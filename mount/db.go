@@ -455,6 +455,8 @@ func (db *DB) close() error {
 // without listing the chain.
 func (db *DB) hintPath() string { return filepath.Join(db.dir, "head") }
 
+// writeHint notes the head's TXID. A stale or missing hint only costs a
+// listing of the chain at startup.
 func (db *DB) writeHint() {
 	_ = os.WriteFile(db.hintPath(), []byte(db.pos.TXID.String()+"\n"), 0o644)
 }

@@ -53,40 +53,37 @@ func (db *DB) open() error {
 // loadHead finds the newest LTX file of the chain without listing it: from
 // the head hint, it probes forward for the files written since. It verifies
 // the head file completely; a torn head (power loss before it was synced) is
-// removed and the previous file becomes the head.
+// removed and the previous file becomes the head. The head may span several
+// TXIDs (a restored snapshot); files pagefs writes span one.
 func (db *DB) loadHead() (ltx.Header, error) {
-	txid := db.readHint()
-	if txid > 0 && !fileExists(db.ltxPath(txid)) {
-		txid = 0
+	head := ""
+	if txid := db.readHint(); txid > 0 && fileExists(db.ltxPath(txid)) {
+		head = db.ltxPath(txid)
 	}
-	if txid == 0 {
-		var err error
-		if txid, err = db.listHead(); err != nil {
-			return ltx.Header{}, err
+	for {
+		if head == "" {
+			var err error
+			if head, err = db.listHead(); err != nil || head == "" {
+				return ltx.Header{}, err
+			}
 		}
-	}
-	for txid > 0 && fileExists(db.ltxPath(txid+1)) {
-		txid++
-	}
-	for txid > 0 {
-		hdr, trailer, err := readLTXFile(db.ltxPath(txid))
+		_, max, _ := ltx.ParseFilename(filepath.Base(head))
+		for fileExists(db.ltxPath(max + 1)) {
+			max++
+			head = db.ltxPath(max)
+		}
+		hdr, trailer, err := readLTXFile(head)
 		if err == nil {
 			db.pos = ltx.Pos{TXID: hdr.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
 			db.pageSize, db.commit, db.hasFile = hdr.PageSize, hdr.Commit, true
 			return hdr, nil
 		}
-		db.log.Error("head LTX file is damaged; removing it and using the one before", "file", db.ltxPath(txid), "err", err)
-		if err := os.Remove(db.ltxPath(txid)); err != nil {
+		db.log.Error("head LTX file is damaged; removing it and using the one before", "file", head, "err", err)
+		if err := os.Remove(head); err != nil {
 			return ltx.Header{}, err
 		}
-		txid--
-		if !fileExists(db.ltxPath(txid)) {
-			if txid, err = db.listHead(); err != nil {
-				return ltx.Header{}, err
-			}
-		}
+		head = ""
 	}
-	return ltx.Header{}, nil
 }
 
 func (db *DB) ltxPath(txid ltx.TXID) string {
@@ -94,22 +91,22 @@ func (db *DB) ltxPath(txid ltx.TXID) string {
 }
 
 // listHead lists the level-0 folder for its newest file. Only used when the
-// hint is missing.
-func (db *DB) listHead() (ltx.TXID, error) {
+// hint is missing or stale.
+func (db *DB) listHead() (string, error) {
 	ents, err := os.ReadDir(db.ltxDir)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return "", nil
 	} else if err != nil {
-		return 0, err
+		return "", err
 	}
 	var max ltx.TXID
+	head := ""
 	for _, e := range ents {
-		_, hi, err := ltx.ParseFilename(e.Name())
-		if err == nil && hi > max {
-			max = hi
+		if _, hi, err := ltx.ParseFilename(e.Name()); err == nil && hi > max {
+			max, head = hi, filepath.Join(db.ltxDir, e.Name())
 		}
 	}
-	return max, nil
+	return head, nil
 }
 
 // readLTXFile decodes and verifies an LTX file and returns its header and
