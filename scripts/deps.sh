@@ -34,5 +34,10 @@ go_tool() {
 }
 
 go_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# MinIO (S3 for the backup tests; ~6 minutes to build the first time) and
+# Litestream 0.5 (bucket interop tests). Set PAGEFS_SKIP_MINIO=1 or
+# PAGEFS_SKIP_LITESTREAM=1 to leave one out.
+[ "${PAGEFS_SKIP_MINIO:-}" = 1 ] || go_tool minio github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+[ "${PAGEFS_SKIP_LITESTREAM:-}" = 1 ] || go_tool litestream github.com/benbjohnson/litestream/cmd/litestream@v0.5.18
 
 echo "$tools"
