@@ -171,12 +171,18 @@ func (db *DB) truncateDB(f *os.File, size int64) error {
 	if err != nil {
 		return err
 	}
-	if size < fi.Size() {
+	switch {
+	case !db.journalHot && db.txn == nil && !db.walExists && db.pageSize > 0 && size >= int64(db.commit)*int64(db.pageSize):
+		// SQLite trims the file to the committed size after the commit is
+		// final; the database itself does not change.
+	case size < fi.Size():
 		if err := db.beforeDBChange(f, size, fi.Size()); err != nil {
 			return err
 		}
-	} else if err := db.beforeDBChange(f, fi.Size(), fi.Size()); err != nil {
-		return err
+	default:
+		if err := db.beforeDBChange(f, fi.Size(), fi.Size()); err != nil {
+			return err
+		}
 	}
 	return f.Truncate(size)
 }

@@ -167,7 +167,7 @@ func (db *DB) buildRollbackLTX(txn *rollbackTxn) (*ltxWriter, error) {
 	if !isDatabaseHeader(hdr[:]) || pageSize == 0 {
 		return nil, fmt.Errorf("database file has no valid SQLite header")
 	}
-	commit := uint32(fi.Size() / int64(pageSize))
+	commit := dbHeaderCommit(hdr[:], fi.Size(), pageSize)
 	if txn.import_ || txn.old == nil || db.pos.TXID == 0 || db.full || pageSize != db.pageSize || txn.pageSize != pageSize {
 		if txn.old == nil && !txn.import_ && db.pos.TXID > 0 && !db.full && pageSize == db.pageSize && commit == db.commit {
 			return nil, nil // no page of the database was written
@@ -228,6 +228,20 @@ func (db *DB) buildDelta(txn *rollbackTxn, pageSize, commit uint32) (*ltxWriter,
 			pgnos = append(pgnos, pgno) // grown without a write we saw (a hole)
 			txn.old[pgno] = 0
 		}
+	}
+	// Pages past the new end that the transaction never wrote leave the
+	// database too; the file still holds their old content, because SQLite
+	// trims it only after the commit.
+	buf := make([]byte, pageSize)
+	for pgno := commit + 1; pgno <= db.commit; pgno++ {
+		if _, ok := txn.old[pgno]; ok || pgno == ltx.LockPgno(pageSize) {
+			continue
+		}
+		if err := db.readPage(pgno, pageSize, buf); err != nil {
+			return nil, err
+		}
+		txn.old[pgno] = ltx.ChecksumPageWith(db.hash, pgno, buf)
+		pgnos = append(pgnos, pgno)
 	}
 	sort.Slice(pgnos, func(i, j int) bool { return pgnos[i] < pgnos[j] })
 	return db.encodeDelta(pageSize, commit, pgnos, txn.old, pageSourceFile(db), ltx.Header{})

@@ -39,6 +39,21 @@ func dbHeaderPageSize(b []byte) uint32 {
 	return v
 }
 
+// dbHeaderCommit returns the database size in pages: the in-header size at
+// offset 28 when it is valid (its version-valid-for number at 92 equals the
+// change counter at 24, as SQLite requires), else the file size. SQLite
+// may truncate the file only after a commit is final, so the header is the
+// truth about where the database ends.
+func dbHeaderCommit(b []byte, fileSize int64, pageSize uint32) uint32 {
+	if len(b) >= dbHeaderSize {
+		n := binary.BigEndian.Uint32(b[28:32])
+		if n > 0 && binary.BigEndian.Uint32(b[24:28]) == binary.BigEndian.Uint32(b[92:96]) {
+			return n
+		}
+	}
+	return uint32(fileSize / int64(pageSize))
+}
+
 // dbHeaderWAL reports whether the header's read and write versions say the
 // database is in WAL mode.
 func dbHeaderWAL(b []byte) bool {
