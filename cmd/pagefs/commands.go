@@ -7,6 +7,7 @@ import "github.com/urfave/cli/v2"
 func commands() []*cli.Command {
 	return []*cli.Command{
 		mountCommand(),
+		ltxCommand(),
 		statusCommand(),
 		versionCommand(),
 	}
