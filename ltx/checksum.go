@@ -6,6 +6,7 @@ import (
 	"hash"
 	"hash/crc64"
 	"io"
+	"sync"
 )
 
 // Checksum is a CRC-64 (ISO polynomial) checksum with ChecksumFlag set, so a
@@ -59,9 +60,9 @@ func ChecksumPage(pgno uint32, data []byte) Checksum {
 	return ChecksumFlag | Checksum(crc64.Update(crc, isoTable, data))
 }
 
-// ChecksumPageWith is ChecksumPage computed with h, which it resets first.
-// It does not allocate when h comes from NewHasher; any other CRC-64 ISO
-// hash.Hash64 gives the same result.
+// ChecksumPageWith is ChecksumPage computed with h, which must be a CRC-64
+// ISO hash (from NewHasher, or crc64.New with the ISO table) that the caller
+// does not use concurrently. It resets h first and does not allocate.
 func ChecksumPageWith(h hash.Hash64, pgno uint32, data []byte) Checksum {
 	if hh, ok := h.(*hasher); ok {
 		var b [4]byte
@@ -70,12 +71,17 @@ func ChecksumPageWith(h hash.Hash64, pgno uint32, data []byte) Checksum {
 		hh.crc = crc64.Update(hh.crc, isoTable, data)
 		return ChecksumFlag | Checksum(hh.crc)
 	}
+	// Bytes passed through an interface escape; borrow them from a pool.
+	b := pgnoBufs.Get().(*[4]byte)
+	binary.BigEndian.PutUint32(b[:], pgno)
 	h.Reset()
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4), pgno)
-	_, _ = h.Write(b)
+	_, _ = h.Write(b[:])
 	_, _ = h.Write(data)
+	pgnoBufs.Put(b)
 	return ChecksumFlag | Checksum(h.Sum64())
 }
+
+var pgnoBufs = sync.Pool{New: func() any { return new([4]byte) }}
 
 // Add returns the rolling database checksum c with a page checksum folded in
 // (or folded out: the operation is its own inverse). The checksum of a

@@ -7,6 +7,8 @@ package ltx
 import (
 	"bytes"
 	"context"
+	"hash"
+	"hash/crc64"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -278,6 +280,15 @@ func TestOracle_ChecksumPage(t *testing.T) {
 		}
 		if got := ChecksumPageWith(uh, pgno, data); got != want {
 			t.Fatalf("ChecksumPageWith(upstream hasher)=%s, upstream %s", got, want)
+		}
+	}
+	page := randomBytes(rng, 4096)
+	for _, h := range []hash.Hash64{NewHasher(), crc64.New(crc64.MakeTable(crc64.ISO))} {
+		if n := testing.AllocsPerRun(100, func() { ChecksumPageWith(h, 7, page) }); n != 0 {
+			t.Errorf("ChecksumPageWith(%T) allocates %v times", h, n)
+		}
+		if got, want := ChecksumPageWith(h, 7, page), ChecksumPage(7, page); got != want {
+			t.Errorf("ChecksumPageWith(%T)=%s, want %s", h, got, want)
 		}
 	}
 	db := randomBytes(rng, 4096*7)
