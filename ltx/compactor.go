@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/pierrec/lz4/v4"
 )
 
 // Errors returned by Compactor.Compact for inputs that do not form a chain.
@@ -63,12 +61,15 @@ func (c *Compactor) Compact(ctx context.Context) error {
 	if len(c.inputs) == 0 {
 		return ErrNoInputs
 	}
-	// One compressed-page buffer serves every input: they are read in turn.
-	shared := make([]byte, lz4.CompressBlockBound(MaxPageSize))
 	ins := make([]*mergeInput, len(c.inputs))
 	for i, r := range c.inputs {
 		d := NewDecoder(r)
-		d.zbuf = shared
+		if i > 0 {
+			// One compressed-page buffer serves every input: they are
+			// read in turn. (An input with a larger page size gets its
+			// own, then fails the page size check below.)
+			d.zbuf = ins[0].dec.zbuf
+		}
 		if err := d.DecodeHeader(); err != nil {
 			return fmt.Errorf("input %d: %w", i, err)
 		}

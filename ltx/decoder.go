@@ -61,9 +61,10 @@ type Decoder struct {
 	buf      [HeaderSize]byte
 }
 
-// NewDecoder returns a Decoder that reads from r. The Decoder buffers its
-// reads and may read past the end of the LTX file; Close fails if r holds
-// anything after the trailer.
+// NewDecoder returns a Decoder that reads from r. r must end where the LTX
+// file ends: the Decoder buffers its reads, and Close fails with
+// ErrTrailingData if anything follows the trailer. To read one file out of a
+// longer stream, wrap the stream in an io.LimitReader of the file's size.
 func NewDecoder(r io.Reader) *Decoder {
 	d := &Decoder{seed: maphash.MakeSeed()}
 	if br, ok := r.(*bufio.Reader); ok && br.Size() >= readBufferSize {

@@ -56,6 +56,11 @@ the older layout (no size flag, an LZ4 frame instead of a block) are read but
 never written; their LZ4 frame checksums are not checked, as the file checksum
 covers the decompressed data.
 
+The Compactor requires a strict chain (each input starts at the transaction
+after the previous one ends, and its pre-apply checksum is the previous
+post-apply checksum); superfly/ltx's compactor also accepts inputs whose TXID
+ranges overlap.
+
 The file checksum covers uncompressed page data, not the LZ4 bytes: two
 files with different but valid LZ4 encodings of the same pages have the same
 checksum.
