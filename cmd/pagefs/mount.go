@@ -218,7 +218,7 @@ func checkMountpoint(mp string, log *slog.Logger) error {
 		}
 	}
 	_, err := os.Stat(mp)
-	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+	if fstype, ok := mountedAt(mp); (ok && fstype == "fuse.pagefs" && !alive(mp)) || isNotConnected(err) {
 		log.Warn("cleaning up a stale mount left by a crash", "mountpoint", mp)
 		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("mountpoint %s: stale mount that cannot be unmounted: %w", mp, err)
@@ -234,6 +234,22 @@ func checkMountpoint(mp string, log *slog.Logger) error {
 		return fmt.Errorf("mountpoint %s is busy: a %s filesystem is already mounted there", mp, fstype)
 	}
 	return nil
+}
+
+func isNotConnected(err error) bool {
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// alive reports whether the filesystem at mp answers: a crashed pagefs
+// leaves a mount whose every uncached operation fails with ENOTCONN.
+func alive(mp string) bool {
+	f, err := os.Open(mp)
+	if err != nil {
+		return !isNotConnected(err)
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	return !isNotConnected(err)
 }
 
 // mountedAt reports whether something is mounted at mp, and its type.
