@@ -109,6 +109,42 @@ func (p *pagefsProc) memory() (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// cpuTime returns the CPU time (user plus system) the process has used,
+// from /proc/<pid>/stat.
+func (p *pagefsProc) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is the first, utime the 12th and stime the 13th.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", p.pid())
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", p.pid())
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticksPerSecond, nil
+}
+
+// checkMounted returns an error if the mount is gone or pagefs has exited:
+// a vanished mount would silently send the workload to the plain folder
+// underneath.
+func (p *pagefsProc) checkMounted() error {
+	if !p.alive() {
+		return fmt.Errorf("pagefs exited (%v); log tail:\n%s", p.waitErr, p.logTail(20))
+	}
+	if !isFuseMount(p.mnt) {
+		return fmt.Errorf("%s is no longer a FUSE mount although pagefs (pid %d) is still running", p.mnt, p.pid())
+	}
+	return nil
+}
+
 // stop sends SIGTERM and waits up to timeout for pagefs to unmount and
 // exit. If it does not, it takes a goroutine dump (SIGQUIT, into the log),
 // kills it and detaches the mount.

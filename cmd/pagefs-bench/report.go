@@ -101,29 +101,32 @@ func writeReport(w io.Writer, opts options, m machine, start time.Time, sum *sum
 	fmt.Fprintf(w, "pagefs:  %s\n", m.pagefs)
 	fmt.Fprintf(w, "method:  each round runs every workload natively and through pagefs, back to back, native first in odd rounds and\n")
 	fmt.Fprintf(w, "         pagefs first in even ones; each run gets fresh folders, and each pagefs run its own `pagefs mount` process\n")
-	fmt.Fprintf(w, "         and data dir. Figures are medians over rounds; ratio = median of per-round pagefs/native.\n\n")
+	fmt.Fprintf(w, "         and data dir. Figures are medians over rounds; ratio = median of per-round pagefs/native;\n")
+	fmt.Fprintf(w, "         pagefs CPU = user+system time of the pagefs process during a run; peak RSS = its highest VmHWM.\n\n")
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tnative\tpagefs\tratio\tnative p50/p99\tpagefs p50/p99\tpagefs peak RSS\tratio per round")
+	fmt.Fprintln(tw, "workload\tnative\tpagefs\tratio\tnative p50/p99\tpagefs p50/p99\tpagefs CPU\tpagefs peak RSS\tratio per round")
 	for _, r := range sum.results {
 		var nat, mnt []float64
-		var np50, np99, mp50, mp99 []time.Duration
+		var np50, np99, mp50, mp99, cpu []time.Duration
 		for _, s := range r.native {
 			nat, np50, np99 = append(nat, s.rate), append(np50, s.p50), append(np99, s.p99)
 		}
 		for _, s := range r.mounted {
 			mnt, mp50, mp99 = append(mnt, s.rate), append(mp50, s.p50), append(mp99, s.p99)
+			cpu = append(cpu, s.cpu)
 		}
 		var per []string
 		for _, x := range r.ratios {
 			per = append(per, fmt.Sprintf("%.2f", x))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.w.name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.w.name,
 			orDash(len(nat) > 0, formatRate(median(nat), r.w.unit)),
 			orDash(len(mnt) > 0, formatRate(median(mnt), r.w.unit)),
 			orDash(len(r.ratios) > 0, fmt.Sprintf("%.2fx", median(r.ratios))),
 			orDash(len(nat) > 0, formatDur(median(np50))+"/"+formatDur(median(np99))),
 			orDash(len(mnt) > 0, formatDur(median(mp50))+"/"+formatDur(median(mp99))),
+			orDash(len(mnt) > 0, fmt.Sprintf("%.2fs", median(cpu).Seconds())),
 			orDash(r.peakRSS > 0, fmt.Sprintf("%.0f MB", float64(r.peakRSS)/1e6)),
 			strings.Join(per, " "))
 	}

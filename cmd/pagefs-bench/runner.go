@@ -16,6 +16,7 @@ type sample struct {
 	rate     float64 // units per second
 	p50, p99 time.Duration
 	elapsed  time.Duration
+	cpu      time.Duration // CPU time pagefs used during the run (mounted runs only)
 }
 
 // result gathers every round of one workload.
@@ -111,8 +112,12 @@ func (r *runner) report(w *workload, round int, mounted bool, s *sample) {
 		fmt.Fprintf(r.progress, "round %d %-17s %-6s FAILED\n", round, w.name, where)
 		return
 	}
-	fmt.Fprintf(r.progress, "round %d %-17s %-6s %12s  p50 %-8s p99 %-8s %6.2fs\n",
-		round, w.name, where, formatRate(s.rate, w.unit), formatDur(s.p50), formatDur(s.p99), s.elapsed.Seconds())
+	cpu := ""
+	if mounted {
+		cpu = fmt.Sprintf("  pagefs CPU %.2fs", s.cpu.Seconds())
+	}
+	fmt.Fprintf(r.progress, "round %d %-17s %-6s %12s  p50 %-8s p99 %-8s %6.2fs%s\n",
+		round, w.name, where, formatRate(s.rate, w.unit), formatDur(s.p50), formatDur(s.p99), s.elapsed.Seconds(), cpu)
 }
 
 // native runs a workload in a fresh plain folder.
@@ -198,15 +203,19 @@ func (r *runner) mounted(ctx context.Context, res *result, round int, sum *summa
 	}
 	path := filepath.Join(mnt, w.name+".db")
 	if err := guard(ctx, r.opts.timeout, stalled, func(ctx context.Context) error { return w.setup(ctx, path) }); err != nil {
-		return fail(fmt.Errorf("setup: %w", err))
+		return fail(fmt.Errorf("setup: %w", errors.Join(err, p.checkMounted())))
 	}
+	if err := p.checkMounted(); err != nil {
+		return fail(fmt.Errorf("after setup: %w", err))
+	}
+	cpu0, _ := p.cpuTime()
 	var m measure
 	err = guard(ctx, r.opts.timeout, stalled, func(ctx context.Context) (err error) {
 		m, err = w.run(ctx, path)
 		return err
 	})
-	if !p.alive() {
-		return fail(fmt.Errorf("pagefs died during the run (%v); log tail:\n%s", p.waitErr, p.logTail(20)))
+	if merr := p.checkMounted(); merr != nil {
+		return fail(fmt.Errorf("during the run: %w", errors.Join(merr, err)))
 	}
 	if _, hwm, err := p.memory(); err == nil {
 		res.peakRSS = max(res.peakRSS, hwm)
@@ -215,9 +224,14 @@ func (r *runner) mounted(ctx context.Context, res *result, round int, sum *summa
 		return fail(err)
 	}
 	s := newSample(m)
+	if cpu1, err := p.cpuTime(); err == nil {
+		s.cpu = cpu1 - cpu0
+	}
 
 	live := filepath.Join(base, "live.db")
 	snapErr := guard(ctx, r.opts.timeout, stalled, func(ctx context.Context) error { return snapshotLive(ctx, path, live) })
+	// The snapshot must have come through the mount, not the folder under it.
+	snapErr = errors.Join(snapErr, p.checkMounted())
 	if err := p.stop(time.Minute); err != nil {
 		sum.failures = append(sum.failures, fmt.Sprintf("%s: stop: %v", label, err))
 		keep = true
