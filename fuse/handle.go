@@ -22,10 +22,13 @@ type handle struct {
 // straight to the backing file.
 type passthroughHandle struct{ handle }
 
-func newHandle(f *mount.File) (fs.FileHandle, uint32, syscall.Errno) {
+func newHandle(f *mount.File, passthrough bool) (fs.FileHandle, uint32, syscall.Errno) {
 	h := handle{LoopbackFile: fs.NewLoopbackFileFromOS(f.Fd()), file: f}
-	if f.Kind().Passthrough() {
+	if f.Kind().Passthrough() && passthrough {
 		return &passthroughHandle{h}, 0, 0
+	}
+	if f.Kind().Passthrough() {
+		return &h, 0, 0
 	}
 	// pagefs sees every write to these files, so the kernel's cached pages
 	// stay valid across opens.

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"os"
 	"path"
 	"syscall"
 
@@ -15,7 +16,8 @@ import (
 // operations go through the store.
 type node struct {
 	fs.LoopbackNode
-	store *mount.Store
+	store         *mount.Store
+	noPassthrough bool
 }
 
 var (
@@ -40,7 +42,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, mount.Errno(err)
 	}
-	return newHandle(f)
+	return newHandle(f, !n.noPassthrough)
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -53,11 +55,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if r, ok := lf.(fs.FileReleaser); ok {
 		r.Release(ctx)
 	}
-	f, err := n.store.OpenFile(n.child(name), int(flags&^(syscall.O_CREAT|syscall.O_EXCL)), 0)
+	f, err := n.store.OpenFile(n.child(name), int(flags&^syscall.O_EXCL)|syscall.O_CREAT, os.FileMode(mode))
 	if err != nil {
 		return nil, nil, 0, mount.Errno(err)
 	}
-	h, fuseFlags, errno := newHandle(f)
+	h, fuseFlags, errno := newHandle(f, !n.noPassthrough)
 	return ch, h, fuseFlags, errno
 }
 

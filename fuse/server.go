@@ -21,6 +21,10 @@ type Options struct {
 	// Debug logs every FUSE request.
 	Debug bool
 
+	// NoPassthrough sends WAL and SHM writes through the daemon too. It is
+	// slower; tests use it to record every write SQLite makes.
+	NoPassthrough bool
+
 	Logger *slog.Logger
 }
 
@@ -45,9 +49,9 @@ func Mount(mountpoint string, store *mount.Store, opts Options) (*Server, error)
 	}
 	lr := &fs.LoopbackRoot{Path: store.Root(), Dev: uint64(st.Dev)}
 	lr.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, st *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, store: store}
+		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, store: store, noPassthrough: opts.NoPassthrough}
 	}
-	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, store: store}
+	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, store: store, noPassthrough: opts.NoPassthrough}
 	lr.RootNode = root
 	t := opts.CacheTimeout
 	srv, err := fs.Mount(mountpoint, root, &fs.Options{

@@ -17,7 +17,10 @@ type File struct {
 	kind  Kind
 	db    *DB // nil until the file is known to belong to a database
 	f     *os.File
+	id    uint64 // names the file in traces
 }
+
+func (s *Store) trace(op TraceOp) { s.cfg.Tracer.record(op) }
 
 // OpenFile opens (or, with O_CREATE, creates) the backing file of name.
 // WAL and SHM files are always opened read-write when permissions allow,
@@ -52,6 +55,13 @@ func (s *Store) OpenFile(name string, flag int, perm os.FileMode) (*File, error)
 		return nil, err
 	}
 	file := &File{store: s, name: name, kind: kind, db: db, f: f}
+	if s.cfg.Tracer != nil {
+		s.mu.Lock()
+		s.nextID++
+		file.id = s.nextID
+		s.mu.Unlock()
+		s.trace(TraceOp{Op: "open", File: file.id, Name: name, Flag: flag})
+	}
 	if kind == KindDB {
 		if db, err := s.attachIfDatabase(name, f); err != nil {
 			f.Close()
@@ -95,6 +105,9 @@ func (f *File) Kind() Kind { return f.kind }
 // WriteAt writes p at off, first letting the database record what the write
 // means (a page of a transaction, a checkpoint to gate, a journal commit).
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
+	if f.store.cfg.Tracer != nil {
+		f.store.trace(TraceOp{Op: "write", File: f.id, Off: off, Data: p})
+	}
 	switch f.kind {
 	case KindDB:
 		if f.db == nil && off == 0 && isDatabaseHeader(p) {
@@ -116,6 +129,9 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 
 // Truncate changes the file's size.
 func (f *File) Truncate(size int64) error {
+	if f.store.cfg.Tracer != nil {
+		f.store.trace(TraceOp{Op: "truncate", File: f.id, Size: size})
+	}
 	switch f.kind {
 	case KindDB:
 		if f.db != nil {
@@ -132,6 +148,9 @@ func (f *File) Truncate(size int64) error {
 // Sync flushes the file to stable storage. A sync of a database file or its
 // journal tells pagefs that SQLite wants the current transaction durable.
 func (f *File) Sync() error {
+	if f.store.cfg.Tracer != nil {
+		f.store.trace(TraceOp{Op: "sync", File: f.id})
+	}
 	if err := f.f.Sync(); err != nil {
 		return err
 	}
@@ -144,6 +163,9 @@ func (f *File) Sync() error {
 // Close closes the file. The last close of a database file written without
 // a journal (an import) commits what was written.
 func (f *File) Close() error {
+	if f.store.cfg.Tracer != nil {
+		f.store.trace(TraceOp{Op: "close", File: f.id})
+	}
 	err := f.f.Close()
 	if f.kind == KindDB && f.db != nil {
 		if rerr := f.db.release(); err == nil {
@@ -170,6 +192,7 @@ func (s *Store) Truncate(name string, size int64) error {
 // removing a WAL first captures every frame it holds.
 func (s *Store) Unlink(name string) error {
 	name = path.Clean(name)
+	s.trace(TraceOp{Op: "unlink", Name: name})
 	kind, base := Classify(name)
 	p := s.BackingPath(name)
 	switch kind {
@@ -195,6 +218,7 @@ func (s *Store) Unlink(name string) error {
 // there as a new image.
 func (s *Store) Rename(oldName, newName string, do func() error) error {
 	oldName, newName = path.Clean(oldName), path.Clean(newName)
+	s.trace(TraceOp{Op: "rename", Name: oldName, To: newName})
 	ok, _ := Classify(oldName)
 	nk, _ := Classify(newName)
 	if ok != KindDB || nk != KindDB {

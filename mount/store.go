@@ -49,9 +49,14 @@ type Config struct {
 	// above it.
 	RetentionFloor func(db string) uint64
 
-	// OnCommit, if set, is called after each LTX file is added to a chain,
-	// outside the database's lock.
+	// OnCommit, if set, is called after each LTX file is added to a chain.
+	// It runs under the database's lock: it must return quickly and must not
+	// call back into the Store.
 	OnCommit func(c Commit)
+
+	// Tracer, if set, records every operation the Store performs on files,
+	// for tests that replay what SQLite did.
+	Tracer *Tracer
 }
 
 // Commit describes one LTX file added to a database's chain.
@@ -75,8 +80,9 @@ type Store struct {
 	closed chan struct{}
 	wg     sync.WaitGroup
 
-	mu  sync.Mutex
-	dbs map[string]*DB // by database name
+	mu     sync.Mutex
+	dbs    map[string]*DB // by database name
+	nextID uint64         // last File id handed out, for traces
 }
 
 // ErrDataDirLocked is returned by Open when another pagefs process holds the
