@@ -143,15 +143,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (*summary
 	if work, err = filepath.Abs(work); err != nil {
 		return nil, err
 	}
-	bin := opts.pagefs
+	bin, source := opts.pagefs, ""
 	if bin == "" {
 		fmt.Fprintf(stdout, "building pagefs...\n")
-		if bin, err = buildPagefs(ctx, work); err != nil {
+		if bin, source, err = buildPagefs(ctx, work); err != nil {
 			os.RemoveAll(work)
 			return nil, err
 		}
 	}
-	m := describeMachine(work, bin)
+	m := describeMachine(work, bin, source)
 	start := time.Now()
 	fmt.Fprintf(stdout, "work folder %s; %d workload(s), %d round(s)\n", work, len(ws), opts.rounds)
 	r := &runner{opts: opts, bin: bin, work: work, progress: stdout}

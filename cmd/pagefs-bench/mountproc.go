@@ -26,15 +26,50 @@ func fuseUnavailable() string {
 	return ""
 }
 
-// buildPagefs builds the pagefs command of this module into dir.
-func buildPagefs(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "pagefs")
+// buildPagefs builds the pagefs command of this module into dir and says
+// what it was built from.
+func buildPagefs(ctx context.Context, dir string) (bin, source string, err error) {
+	bin = filepath.Join(dir, "pagefs")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pagefs/pagefs/cmd/pagefs")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build pagefs: %w\n%s", err, out)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go build pagefs: %w\n%s", err, out)
 	}
-	return bin, nil
+	return bin, sourceState(ctx), nil
+}
+
+// sourceState names the commit of the module's working tree and the
+// uncommitted Go files (outside this command and tests) that went into a
+// build, since several people may share the tree. It returns "" outside git.
+func sourceState(ctx context.Context) string {
+	root, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return ""
+	}
+	dir := strings.TrimSpace(string(root))
+	rev, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	s := "commit " + strings.TrimSpace(string(rev))
+	st, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--", "*.go", "go.mod", "go.sum").Output()
+	if err != nil {
+		return s
+	}
+	var dirty []string
+	for _, l := range strings.Split(string(st), "\n") {
+		if len(l) < 4 {
+			continue
+		}
+		f := l[3:]
+		if strings.HasSuffix(f, "_test.go") || strings.HasPrefix(f, "cmd/pagefs-bench/") || strings.HasPrefix(f, "integration/") {
+			continue
+		}
+		dirty = append(dirty, f)
+	}
+	if len(dirty) > 0 {
+		s += " plus uncommitted changes to " + strings.Join(dirty, ", ")
+	}
+	return s
 }
 
 // pagefsProc is one `pagefs mount` subprocess. Its stdout and stderr go to

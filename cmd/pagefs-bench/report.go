@@ -25,8 +25,9 @@ type machine struct {
 	pagefs string // pagefs binary and the commit it was built from
 }
 
-// describeMachine gathers the machine description for work and bin.
-func describeMachine(work, bin string) machine {
+// describeMachine gathers the machine description for work and bin;
+// source says what bin was built from, if known.
+func describeMachine(work, bin, source string) machine {
 	m := machine{cpus: runtime.NumCPU(), goVer: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
 	m.cpu = procField("/proc/cpuinfo", "model name")
 	var kb int64
@@ -39,7 +40,9 @@ func describeMachine(work, bin string) machine {
 	dir, fstype, dev := mountOf(work)
 	m.disk = fmt.Sprintf("%s on %s %s (mounted at %s)", work, fstype, dev, dir)
 	m.pagefs = bin
-	if bi, err := buildinfo.ReadFile(bin); err == nil {
+	if source != "" {
+		m.pagefs += ", built from " + source
+	} else if bi, err := buildinfo.ReadFile(bin); err == nil {
 		var rev, modified string
 		for _, s := range bi.Settings {
 			switch s.Key {
