@@ -204,12 +204,28 @@ func (m *testMount) verifyChain(name string) {
 		m.t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
+		keepFailed(m.t, m.Data)
 		m.t.Fatalf("%s: chain (TXID %s) replays to %d bytes that differ from the %d-byte database at page %d",
 			name, pos.TXID, len(got), len(want), firstDiffPage(got, want, 4096))
 	}
 	if db := m.store.DB(name); db != nil && db.Pos() != pos {
 		m.t.Fatalf("%s: store head %v, chain replays to %v", name, db.Pos(), pos)
 	}
+}
+
+// keepFailed copies a data directory to $PAGEFS_KEEP_FAILED/<test>, if set,
+// so a failure can be examined after the test's folders are gone.
+func keepFailed(t testing.TB, data string) {
+	dst := os.Getenv("PAGEFS_KEEP_FAILED")
+	if dst == "" {
+		return
+	}
+	dst = filepath.Join(dst, strings.ReplaceAll(t.Name(), "/", "_"))
+	if out, err := exec.Command("cp", "-a", data, dst).CombinedOutput(); err != nil {
+		t.Logf("keep %s: %v %s", data, err, out)
+		return
+	}
+	t.Logf("data directory kept at %s", dst)
 }
 
 func firstDiffPage(a, b []byte, ps int) int {

@@ -447,7 +447,9 @@ func (db *DB) close() error {
 	defer db.mu.Unlock()
 	var err error
 	if db.walExists && db.failed == nil {
-		err = db.gate()
+		// Unmounted: no connection is left, and SQLite's next open trusts
+		// the WAL on disk.
+		err = db.gateMode(captureRecover)
 	}
 	db.wal.close()
 	db.closeReadFile()

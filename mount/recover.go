@@ -43,7 +43,7 @@ func (db *DB) open() error {
 		if err := db.rebuildWALIndex(head); err != nil {
 			return fmt.Errorf("database %s: resume WAL capture: %w", db.name, err)
 		}
-		if err := db.gate(); err != nil {
+		if err := db.gateMode(captureRecover); err != nil {
 			return fmt.Errorf("database %s: capture WAL: %w", db.name, err)
 		}
 	}

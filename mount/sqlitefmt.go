@@ -155,6 +155,30 @@ func walChecksum(bigEndian bool, s1, s2 uint32, b []byte) (uint32, uint32) {
 // start of the -shm file that pagefs compares to notice new commits.
 const shmHeaderSize = 96
 
+// shmHeader is what pagefs reads from the wal-index header: how many WAL
+// frames SQLite's connections consider committed, and of which WAL
+// generation.
+type shmHeader struct {
+	mxFrame uint32
+	salt    [8]byte // the WAL header's salt bytes, as SQLite copies them
+}
+
+// parseSHMHeader decodes the wal-index header. SQLite writes the second
+// copy, then the first; a reader that finds them equal and the checksum
+// valid has a consistent header. The header is in the machine's byte order.
+func parseSHMHeader(b []byte) (shmHeader, bool) {
+	if len(b) < shmHeaderSize || string(b[:48]) != string(b[48:96]) || b[12] != 1 {
+		return shmHeader{}, false
+	}
+	s1, s2 := walChecksum(false, 0, 0, b[:40])
+	if s1 != binary.LittleEndian.Uint32(b[40:44]) || s2 != binary.LittleEndian.Uint32(b[44:48]) {
+		return shmHeader{}, false
+	}
+	h := shmHeader{mxFrame: binary.LittleEndian.Uint32(b[16:20])}
+	copy(h.salt[:], b[32:40])
+	return h, true
+}
+
 // Rollback journal layout.
 var journalMagic = []byte{0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7}
 

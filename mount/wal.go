@@ -11,6 +11,28 @@ import (
 	"github.com/pagefs/pagefs/ltx"
 )
 
+// captureMode says how far a capture may trust the WAL.
+//
+// A commit frame on disk is not yet a commit: SQLite's connections consider
+// a transaction committed once the wal-index header in the -shm says so. A
+// writer killed between writing its commit frame and updating the header
+// leaves a valid-looking transaction that the next writer overwrites. Only
+// when no connection has the database open does the disk decide: SQLite's
+// next open rebuilds the wal-index from the WAL's checksum chain.
+type captureMode int
+
+const (
+	// capturePoll captures what the live wal-index says is committed, and
+	// nothing if it cannot tell.
+	capturePoll captureMode = iota
+	// captureGate runs before a checkpoint, truncation or deletion: it
+	// trusts the live wal-index, or the disk when there is none (EXCLUSIVE
+	// locking keeps the wal-index in the process's memory).
+	captureGate
+	// captureRecover runs when no connection is open: the disk decides.
+	captureRecover
+)
+
 // walCursor is how far capture has read the current WAL generation.
 type walCursor struct {
 	f, shm *os.File // pagefs's read handles on the backing -wal and -shm
@@ -23,7 +45,8 @@ type walCursor struct {
 	s1, s2       uint32           // checksum chain at offset
 	index        map[uint32]int64 // page -> offset of its newest captured frame
 
-	shmHdr [shmHeaderSize]byte // -shm header at the last poll
+	shmHdr  [shmHeaderSize]byte // -shm header at the last poll
+	walSize int64               // -wal size at the last poll, when there is no -shm
 }
 
 func (c *walCursor) close() {
@@ -88,19 +111,23 @@ func (db *DB) unlinkWAL(p string) error {
 
 // gate brings capture to the end of the valid WAL and makes every LTX file
 // durable. It runs before anything that could destroy WAL frames.
-func (db *DB) gate() error {
+func (db *DB) gate() error { return db.gateMode(captureGate) }
+
+// gateMode is gate with the given trust in the WAL.
+func (db *DB) gateMode(mode captureMode) error {
 	if db.failed != nil {
 		return db.failed
 	}
-	if err := db.captureWAL(); err != nil {
+	if err := db.captureWAL(mode); err != nil {
 		db.fail(err)
 		return db.failed
 	}
 	return db.syncUnsynced()
 }
 
-// poll captures new commits if the -shm header moved since the last poll.
-// It reports whether it found any.
+// poll captures new commits if the -shm header moved since the last poll
+// (or, for a database without a -shm, the WAL grew). It reports whether it
+// found any.
 func (db *DB) poll() (bool, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -108,25 +135,70 @@ func (db *DB) poll() (bool, error) {
 		return false, nil
 	}
 	if db.wal.shm == nil {
-		f, err := os.Open(db.shmPath())
-		if err != nil {
-			return false, nil // not created yet
+		if f, err := os.Open(db.shmPath()); err == nil {
+			db.wal.shm = f
 		}
-		db.wal.shm = f
 	}
-	var hdr [shmHeaderSize]byte
-	if n, _ := db.wal.shm.ReadAt(hdr[:], 0); n < shmHeaderSize {
-		return false, nil
+	mode := capturePoll
+	if db.wal.shm != nil {
+		var hdr [shmHeaderSize]byte
+		if n, _ := db.wal.shm.ReadAt(hdr[:], 0); n < shmHeaderSize || hdr == db.wal.shmHdr {
+			return false, nil
+		}
+		db.wal.shmHdr = hdr
+	} else {
+		// No -shm: EXCLUSIVE locking, where the one connection's own
+		// memory holds the wal-index and the disk decides after a crash.
+		fi, err := os.Stat(db.walPath())
+		if err != nil || fi.Size() == db.wal.walSize {
+			return false, nil
+		}
+		db.wal.walSize = fi.Size()
+		mode = captureRecover
 	}
-	if hdr == db.wal.shmHdr {
-		return false, nil
-	}
-	db.wal.shmHdr = hdr
 	before := db.pos.TXID
-	if err := db.captureWAL(); err != nil {
+	if err := db.captureWAL(mode); err != nil {
 		return true, err
 	}
 	return db.pos.TXID != before, nil
+}
+
+// walLimit returns the end of the frames SQLite considers committed in the
+// WAL whose header is hdr, or -1 if that cannot be told now.
+func (db *DB) walLimit(mode captureMode, hdr walHeader, hb []byte) int64 {
+	const noLimit = int64(1) << 62
+	if mode == captureRecover {
+		return noLimit
+	}
+	if db.wal.shm == nil {
+		f, err := os.Open(db.shmPath())
+		if err != nil {
+			return noLimit // no wal-index file: EXCLUSIVE locking
+		}
+		db.wal.shm = f
+	}
+	frameSize := int64(walFrameHeaderSize) + int64(hdr.pageSize)
+	for try := 0; try < 100; try++ {
+		var b [shmHeaderSize]byte
+		if n, _ := db.wal.shm.ReadAt(b[:], 0); n < shmHeaderSize {
+			break
+		}
+		sh, ok := parseSHMHeader(b[:])
+		if !ok {
+			continue // a writer is updating it
+		}
+		if string(sh.salt[:]) != string(hb[16:24]) {
+			break
+		}
+		return walHeaderSize + int64(sh.mxFrame)*frameSize
+	}
+	// The wal-index does not describe this WAL: during a restart (a poll
+	// waits for it) or because no connection uses it (EXCLUSIVE locking, a
+	// stale -shm), where the disk decides.
+	if mode == capturePoll {
+		return -1
+	}
+	return noLimit
 }
 
 // walScan is what one pass over the WAL found: the committed frames after
@@ -143,7 +215,7 @@ type walScan struct {
 
 // captureWAL reads every committed transaction after the cursor and turns
 // them into one LTX file (one TXID, as Litestream does under load).
-func (db *DB) captureWAL() error {
+func (db *DB) captureWAL(mode captureMode) error {
 	if db.wal.f == nil {
 		f, err := os.Open(db.walPath())
 		if errors.Is(err, os.ErrNotExist) {
@@ -153,7 +225,7 @@ func (db *DB) captureWAL() error {
 		}
 		db.wal.f = f
 	}
-	scan, err := db.scanWAL()
+	scan, err := db.scanWAL(mode)
 	if err != nil || scan == nil {
 		return err
 	}
@@ -179,7 +251,7 @@ func (db *DB) captureWAL() error {
 
 // scanWAL validates frames after the cursor with the WAL's checksum chain
 // and returns the committed ones, or nil if there are none.
-func (db *DB) scanWAL() (*walScan, error) {
+func (db *DB) scanWAL(mode captureMode) (*walScan, error) {
 	c := &db.wal
 	var hb [walHeaderSize]byte
 	if n, err := c.f.ReadAt(hb[:], 0); n < walHeaderSize {
@@ -191,6 +263,10 @@ func (db *DB) scanWAL() (*walScan, error) {
 	hdr, err := parseWALHeader(hb[:])
 	if err != nil {
 		return nil, nil // SQLite treats an invalid header as an empty WAL
+	}
+	limit := db.walLimit(mode, hdr, hb[:])
+	if limit < 0 {
+		return nil, nil
 	}
 	if !c.valid || hdr.salt1 != c.salt1 || hdr.salt2 != c.salt2 {
 		c.valid = true
@@ -205,8 +281,8 @@ func (db *DB) scanWAL() (*walScan, error) {
 	const batch = 64
 	buf := make([]byte, batch*frameSize)
 	off := c.offset
-	for {
-		n, rerr := c.f.ReadAt(buf, off)
+	for off < limit {
+		n, rerr := c.f.ReadAt(buf[:min(int64(len(buf)), (limit-off)/frameSize*frameSize)], off)
 		frames := int64(n) / frameSize
 		for i := int64(0); i < frames; i++ {
 			fb := buf[i*frameSize : (i+1)*frameSize]
@@ -239,6 +315,7 @@ func (db *DB) scanWAL() (*walScan, error) {
 		}
 		off += frames * frameSize
 	}
+	return scan.result(), nil
 }
 
 func (s *walScan) result() *walScan {
