@@ -62,8 +62,10 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 // Flush runs at every close of a file descriptor. Locks live in the kernel,
-// so there is nothing to release here.
-func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+// so there is nothing to release; the store may commit an import.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	return mount.Errno(h.file.Flush())
+}
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	return mount.Errno(h.file.Close())

@@ -134,6 +134,16 @@ func (db *DB) release() error {
 	return nil
 }
 
+// flushImport commits an import in progress.
+func (db *DB) flushImport() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.txn != nil && db.txn.import_ {
+		return db.commitRollback(nil)
+	}
+	return nil
+}
+
 // readFile returns pagefs's read handle on the backing database file.
 func (db *DB) readFile() (*os.File, error) {
 	if db.dbf == nil {

@@ -40,6 +40,9 @@ func (s *Store) OpenFile(name string, flag int, perm os.FileMode) (*File, error)
 	if trunc {
 		flag &^= os.O_TRUNC
 	}
+	// The kernel turns appends into writes at the file's end, and Go's
+	// WriteAt refuses a file opened with O_APPEND.
+	flag &^= os.O_APPEND
 	p := s.BackingPath(name)
 	var f *os.File
 	var err error
@@ -156,6 +159,16 @@ func (f *File) Sync() error {
 	}
 	if f.db != nil && (f.kind == KindDB || f.kind == KindJournal) {
 		return f.db.synced(f.kind)
+	}
+	return nil
+}
+
+// Flush runs at every close(2) of a descriptor of the file, before close
+// returns. A database written without a journal (cp, VACUUM INTO) is
+// committed here, so that its writer's close returns once it is captured.
+func (f *File) Flush() error {
+	if f.kind == KindDB && f.db != nil {
+		return f.db.flushImport()
 	}
 	return nil
 }

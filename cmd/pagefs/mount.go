@@ -195,6 +195,11 @@ func unmount(srv *fuse.Server, mp string, log *slog.Logger) error {
 		if err == nil {
 			return nil
 		}
+		if _, ok := mountedAt(mp); !ok {
+			log.Warn("the mount was removed by someone else", "mountpoint", mp)
+			srv.Wait()
+			return nil
+		}
 		if time.Now().After(deadline) {
 			log.Warn("files still open under the mount; detaching it", "mountpoint", mp, "err", err)
 			if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
