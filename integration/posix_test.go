@@ -129,7 +129,7 @@ func TestSQLite_ManyDatabasesAttachedMmapTemp(t *testing.T) {
 	}
 	for i := 0; i < 500; i++ {
 		for _, schema := range []string{"main", "a", "b"} {
-			if _, err := tx.Exec(`INSERT INTO `+schema+`.t (v) VALUES (hex(randomblob(100)))`); err != nil {
+			if _, err := tx.Exec(`INSERT INTO ` + schema + `.t (v) VALUES (hex(randomblob(100)))`); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -171,6 +171,17 @@ func parseS3(u *url.URL, out *URL) error {
 type Destination struct {
 	url *URL
 	s3  *s3.Client // nil for file URLs
+
+	// For destinations made by NewCustomDestination.
+	client func(db string) Client
+	dbs    func(ctx context.Context) ([]string, error)
+}
+
+// NewCustomDestination returns a destination served by other Clients
+// (tests, other backends): client returns the Client of a database and
+// dbs lists them. u names the destination in logs and position files.
+func NewCustomDestination(u *URL, client func(db string) Client, dbs func(ctx context.Context) ([]string, error)) *Destination {
+	return &Destination{url: u, client: client, dbs: dbs}
 }
 
 // S3Options adjusts S3 clients made by NewDestination; nil is fine.
@@ -206,6 +217,9 @@ func (d *Destination) String() string { return d.url.String() }
 
 // Client returns the Client of a database ("." is the destination's root).
 func (d *Destination) Client(db string) Client {
+	if d.client != nil {
+		return d.client(db)
+	}
 	u := d.url.Join(db)
 	if d.s3 != nil {
 		return d.s3.WithPath(u.Path)
@@ -215,6 +229,9 @@ func (d *Destination) Client(db string) Client {
 
 // DBs lists the databases the destination holds, sorted.
 func (d *Destination) DBs(ctx context.Context) ([]string, error) {
+	if d.dbs != nil {
+		return d.dbs(ctx)
+	}
 	if d.s3 != nil {
 		return d.s3.ListDBs(ctx)
 	}
