@@ -46,6 +46,8 @@ type DB struct {
 	wal       walCursor
 	unsynced  []string // LTX files written since the last gate, not yet fsynced
 
+	hintTXID ltx.TXID // what the head hint says
+
 	hash   hash.Hash64
 	failed error // set once capture fails in a way that cannot be retried
 	stats  Stats
@@ -476,7 +478,9 @@ func (db *DB) hintPath() string { return filepath.Join(db.dir, "head") }
 // writeHint notes the head's TXID. A stale or missing hint only costs a
 // listing of the chain at startup.
 func (db *DB) writeHint() {
-	_ = os.WriteFile(db.hintPath(), []byte(db.pos.TXID.String()+"\n"), 0o644)
+	if os.WriteFile(db.hintPath(), []byte(db.pos.TXID.String()+"\n"), 0o644) == nil {
+		db.hintTXID = db.pos.TXID
+	}
 }
 
 func (db *DB) readHint() ltx.TXID {

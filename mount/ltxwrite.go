@@ -107,10 +107,6 @@ func (db *DB) publish(w *ltxWriter, unsynced bool) error {
 			Pages: w.pages, Commit: hdr.Commit, Checksum: uint64(post),
 		})
 	}
-	if hdr.MaxTXID%64 == 0 {
-		db.writeHint()
-		db.applyRetention()
-	}
 	return nil
 }
 

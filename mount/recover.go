@@ -258,6 +258,17 @@ func beUint32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
+// maintain runs off the commit path about once a second: it notes the
+// head for the next startup and applies local retention.
+func (db *DB) maintain() {
+	db.mu.Lock()
+	if db.hasFile && db.pos.TXID != db.hintTXID {
+		db.writeHint()
+	}
+	db.mu.Unlock()
+	db.applyRetention()
+}
+
 // applyRetention deletes level-0 files older than the retention period,
 // keeping the newest RetentionCount files and everything a backup lacks.
 func (db *DB) applyRetention() {
@@ -285,8 +296,9 @@ func (db *DB) applyRetention() {
 		floor = ltx.TXID(cfg.RetentionFloor(db.name))
 	}
 	cutoff := time.Now().Add(-cfg.Retention)
+	head := db.Pos().TXID
 	for i, f := range files {
-		if len(files)-i <= cfg.RetentionCount || f.max > floor || f.max >= db.pos.TXID {
+		if len(files)-i <= cfg.RetentionCount || f.max > floor || f.max >= head {
 			break
 		}
 		p := filepath.Join(db.ltxDir, f.name)

@@ -318,11 +318,18 @@ func (s *Store) pollLoop() {
 	interval := s.cfg.IdlePollInterval
 	t := time.NewTimer(interval)
 	defer t.Stop()
+	lastMaintenance := time.Now()
 	for {
 		select {
 		case <-s.closed:
 			return
 		case <-t.C:
+		}
+		if time.Since(lastMaintenance) >= time.Second {
+			lastMaintenance = time.Now()
+			for _, db := range s.DBs() {
+				db.maintain()
+			}
 		}
 		busy := false
 		for _, db := range s.DBs() {
