@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path"
 	"syscall"
@@ -37,7 +38,37 @@ func (n *node) child(name string) string {
 	return path.Join(n.name(), name)
 }
 
+// refuseWrite reports whether a caller must not change the file name: on a
+// read-only replica, only pagefs itself writes to databases. SQLite, refused
+// a read-write open, opens the database read-only and answers writes with
+// "attempt to write a readonly database".
+func (n *node) refuseWrite(ctx context.Context, name string) bool {
+	if n.store.WriteAllowed(name) {
+		return false
+	}
+	return !callerIsSelf(ctx)
+}
+
+// callerIsSelf reports whether the request comes from a thread of this
+// process. The kernel names the calling thread, not its process.
+func callerIsSelf(ctx context.Context) bool {
+	c, ok := gofuse.FromContext(ctx)
+	if !ok {
+		return false
+	}
+	if int(c.Pid) == os.Getpid() {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", c.Pid))
+	return err == nil
+}
+
+const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND
+
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&writeFlags != 0 && n.refuseWrite(ctx, n.name()) {
+		return nil, 0, syscall.EACCES
+	}
 	f, err := n.store.OpenFile(n.name(), int(flags), 0)
 	if err != nil {
 		return nil, 0, mount.Errno(err)
@@ -46,6 +77,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if n.refuseWrite(ctx, n.child(name)) {
+		return nil, nil, 0, syscall.EACCES
+	}
 	// The loopback creates the file and its inode; pagefs then reopens it
 	// through the store so the handle is one the store knows.
 	ch, lf, _, errno := n.LoopbackNode.Create(ctx, name, flags&^syscall.O_TRUNC, mode, out)
@@ -64,6 +98,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *gofuse.SetAttrIn, out *gofuse.AttrOut) syscall.Errno {
+	if n.refuseWrite(ctx, n.name()) {
+		return syscall.EACCES
+	}
 	if f == nil {
 		if sz, ok := in.GetSize(); ok {
 			if err := n.store.Truncate(n.name(), int64(sz)); err != nil {
@@ -76,6 +113,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *gofuse.SetAttrI
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.refuseWrite(ctx, n.child(name)) {
+		return syscall.EACCES
+	}
 	return mount.Errno(n.store.Unlink(n.child(name)))
 }
 
@@ -85,6 +125,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		return syscall.EXDEV
 	}
 	oldPath, newPath := n.child(name), np.child(newName)
+	if n.refuseWrite(ctx, oldPath) || n.refuseWrite(ctx, newPath) {
+		return syscall.EACCES
+	}
 	return mount.Errno(n.store.Rename(oldPath, newPath, func() error {
 		if errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags); errno != 0 {
 			return errno

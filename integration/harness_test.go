@@ -298,3 +298,16 @@ func readLines(t testing.TB, p string) []string {
 
 var _ = context.Background
 var _ = io.EOF
+
+// sqlite3Fails runs the sqlite3 shell and returns its output, requiring it
+// to fail.
+func sqlite3Fails(t testing.TB, path, sqlText string) string {
+	t.Helper()
+	cmd := exec.Command("sqlite3", "-batch", "-bail", path)
+	cmd.Stdin = strings.NewReader(sqlText)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("sqlite3 %s succeeded:\n%s", sqlText, out)
+	}
+	return string(out)
+}

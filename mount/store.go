@@ -80,9 +80,65 @@ type Store struct {
 	closed chan struct{}
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	dbs    map[string]*DB // by database name
-	nextID uint64         // last File id handed out, for traces
+	mu      sync.Mutex
+	dbs     map[string]*DB // by database name
+	nextID  uint64         // last File id handed out, for traces
+	primary string         // URL of the primary when this node is a read-only replica
+}
+
+// primaryFile is the name, at the mount root, of the file that holds the
+// primary's URL on a replica. It does not exist on a primary.
+const primaryFile = ".primary"
+
+// SetPrimary makes the store a read-only replica of the primary at url, or,
+// with an empty url, a primary. On a replica the FUSE layer refuses the
+// application's writes to databases (SQLite then opens them read-only and
+// reports "attempt to write a readonly database"); only pagefs itself, as it
+// applies the primary's transactions, writes them.
+func (s *Store) SetPrimary(url string) error {
+	s.mu.Lock()
+	s.primary = url
+	s.mu.Unlock()
+	p := filepath.Join(s.root, primaryFile)
+	if url == "" {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(url+"\n"), 0o444); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// Primary returns the primary's URL on a replica, or "" on a primary.
+func (s *Store) Primary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.primary
+}
+
+// WriteAllowed reports whether a caller other than pagefs may change the
+// file name: everything on a primary; on a replica, nothing that belongs to
+// a database but its -shm (readers need it), and not the .primary file.
+func (s *Store) WriteAllowed(name string) bool {
+	if s.Primary() == "" {
+		return true
+	}
+	name = path.Clean(name)
+	if name == primaryFile {
+		return false
+	}
+	kind, base := Classify(name)
+	switch kind {
+	case KindSHM:
+		return true
+	case KindJournal, KindWAL:
+		return false
+	}
+	return !s.isTracked(base)
 }
 
 // ErrDataDirLocked is returned by Open when another pagefs process holds the
