@@ -47,6 +47,14 @@ type walCursor struct {
 
 	shmHdr  [shmHeaderSize]byte // -shm header at the last poll
 	walSize int64               // -wal size at the last poll, when there is no -shm
+
+	// scannedShm is the wal-index header that bounded the last scan, which
+	// found everything it describes captured: while it is unchanged, a gate
+	// has nothing to do. Checkpoints gate every page they write.
+	scannedShm [shmHeaderSize]byte
+	limitShm   [shmHeaderSize]byte // the header walLimit last used
+	limit      int64               // and the end of the WAL it gave
+	buf        []byte              // frames read by a scan
 }
 
 func (c *walCursor) close() {
@@ -67,6 +75,7 @@ func (c *walCursor) close() {
 func (c *walCursor) reset() {
 	c.valid = false
 	c.index = nil
+	c.scannedShm = [shmHeaderSize]byte{}
 }
 
 func (db *DB) walPath() string { return db.path + "-wal" }
@@ -190,7 +199,9 @@ func (db *DB) walLimit(mode captureMode, hdr walHeader, hb []byte) int64 {
 		if string(sh.salt[:]) != string(hb[16:24]) {
 			break
 		}
-		return walHeaderSize + int64(sh.mxFrame)*frameSize
+		db.wal.limitShm = b
+		db.wal.limit = walHeaderSize + int64(sh.mxFrame)*frameSize
+		return db.wal.limit
 	}
 	// The wal-index does not describe this WAL: during a restart (a poll
 	// waits for it) or because no connection uses it (EXCLUSIVE locking, a
@@ -211,6 +222,7 @@ type walScan struct {
 	commit  uint32           // database size after the last commit
 	pages   map[uint32]int64 // page -> offset of its newest frame in [start, end)
 	commits int              // SQLite transactions in the range
+	limit   int64            // end of the frames the wal-index says are committed
 }
 
 // captureWAL reads every committed transaction after the cursor and turns
@@ -225,9 +237,23 @@ func (db *DB) captureWAL(mode captureMode) error {
 		}
 		db.wal.f = f
 	}
+	if mode != captureRecover && db.wal.valid && db.wal.shm != nil && db.wal.scannedShm != ([shmHeaderSize]byte{}) {
+		var b [shmHeaderSize]byte
+		if n, _ := db.wal.shm.ReadAt(b[:], 0); n == shmHeaderSize && b == db.wal.scannedShm {
+			return nil
+		}
+	}
+	db.wal.limitShm = [shmHeaderSize]byte{}
 	scan, err := db.scanWAL(mode)
-	if err != nil || scan == nil {
+	if err != nil {
 		return err
+	}
+	if scan == nil {
+		db.wal.scannedShm = [shmHeaderSize]byte{}
+		if db.wal.valid && db.wal.limitShm != ([shmHeaderSize]byte{}) && db.wal.limit == db.wal.offset {
+			db.wal.scannedShm = db.wal.limitShm
+		}
+		return nil
 	}
 	w, err := db.buildWALLTX(scan)
 	if err != nil {
@@ -244,6 +270,11 @@ func (db *DB) captureWAL(mode captureMode) error {
 	c.offset, c.s1, c.s2 = scan.end, scan.s1, scan.s2
 	for pgno, off := range scan.pages {
 		c.index[pgno] = off
+	}
+	if scan.end == scan.limit {
+		c.scannedShm = c.limitShm // everything the wal-index describes is captured
+	} else {
+		c.scannedShm = [shmHeaderSize]byte{}
 	}
 	db.log.Debug("captured WAL", "frames", (scan.end-scan.start)/int64(walFrameHeaderSize+int(scan.hdr.pageSize)), "transactions", scan.commits)
 	return nil
@@ -275,11 +306,17 @@ func (db *DB) scanWAL(mode captureMode) (*walScan, error) {
 		c.index = make(map[uint32]int64)
 	}
 	frameSize := int64(walFrameHeaderSize) + int64(hdr.pageSize)
-	scan := &walScan{hdr: hdr, start: c.offset, end: c.offset, s1: c.s1, s2: c.s2, pages: make(map[uint32]int64)}
+	if limit <= c.offset {
+		return nil, nil
+	}
+	scan := &walScan{hdr: hdr, start: c.offset, end: c.offset, s1: c.s1, s2: c.s2, limit: limit, pages: make(map[uint32]int64)}
 	pending := make(map[uint32]int64) // frames of the transaction being read
 	s1, s2 := c.s1, c.s2
 	const batch = 64
-	buf := make([]byte, batch*frameSize)
+	if int64(len(c.buf)) != batch*frameSize {
+		c.buf = make([]byte, batch*frameSize)
+	}
+	buf := c.buf
 	off := c.offset
 	for off < limit {
 		n, rerr := c.f.ReadAt(buf[:min(int64(len(buf)), (limit-off)/frameSize*frameSize)], off)
