@@ -16,9 +16,16 @@ import (
 // node is a file or folder under the mount: a loopback node whose changing
 // operations go through the store.
 type node struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	store         *mount.Store
 	noPassthrough bool
+}
+
+var _ fs.NodeWrapChilder = (*node)(nil)
+
+// WrapChild makes every node the loopback creates a pagefs node.
+func (n *node) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), store: n.store, noPassthrough: n.noPassthrough}
 }
 
 var (

@@ -48,10 +48,7 @@ func Mount(mountpoint string, store *mount.Store, opts Options) (*Server, error)
 		return nil, err
 	}
 	lr := &fs.LoopbackRoot{Path: store.Root(), Dev: uint64(st.Dev)}
-	lr.NewNode = func(r *fs.LoopbackRoot, parent *fs.Inode, name string, st *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, store: store, noPassthrough: opts.NoPassthrough}
-	}
-	root := &node{LoopbackNode: fs.LoopbackNode{RootData: lr}, store: store, noPassthrough: opts.NoPassthrough}
+	root := &node{LoopbackNode: &fs.LoopbackNode{RootData: lr}, store: store, noPassthrough: opts.NoPassthrough}
 	lr.RootNode = root
 	t := opts.CacheTimeout
 	srv, err := fs.Mount(mountpoint, root, &fs.Options{

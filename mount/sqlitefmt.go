@@ -54,12 +54,6 @@ func dbHeaderCommit(b []byte, fileSize int64, pageSize uint32) uint32 {
 	return uint32(fileSize / int64(pageSize))
 }
 
-// dbHeaderWAL reports whether the header's read and write versions say the
-// database is in WAL mode.
-func dbHeaderWAL(b []byte) bool {
-	return len(b) >= 20 && b[18] == 2 && b[19] == 2
-}
-
 func validPageSize(v uint32) bool {
 	return v >= 512 && v <= 65536 && v&(v-1) == 0
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,7 @@ Example:
 			&cli.DurationFlag{Name: "retention", Usage: "delete local LTX files older than this (config retention.duration, PAGEFS_RETENTION)", DefaultText: "0, keep all"},
 			&cli.IntFlag{Name: "retention-count", Usage: "always keep this many newest local LTX files per database (config retention.count, PAGEFS_RETENTION_COUNT)", DefaultText: "1"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's whole run to `FILE`, for performance work"},
 		},
 		Action: runMount,
 	}
@@ -126,6 +128,17 @@ func runMount(c *cli.Context) error {
 	log := newLogger(cfg.Log, os.Stderr)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if p := c.String("cpu-profile"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("pagefs mount: cpu profile: %v", err), 2)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return cli.Exit(fmt.Sprintf("pagefs mount: cpu profile: %v", err), 2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := serve(ctx, cfg, log); err != nil {
 		return cli.Exit(fmt.Sprintf("pagefs mount: %v", err), 1)
 	}
