@@ -26,6 +26,8 @@ type Config struct {
 	Capture    CaptureConfig `yaml:"capture"`    //
 	Retention  RetentionConf `yaml:"retention"`  // local LTX files
 
+	ReplicationConfig `yaml:",inline"` // lease, primary-url, advertise-url, etcd-endpoints, etcd-key, lease-ttl
+
 	fuseDebug bool // --fuse-debug only
 }
 
@@ -101,8 +103,10 @@ const envPrefix = "PAGEFS_"
 
 // applyEnv overrides c with PAGEFS_* variables: PAGEFS_DATA,
 // PAGEFS_HTTP_ADDR, PAGEFS_LOG_LEVEL, PAGEFS_LOG_FORMAT,
-// PAGEFS_POLL_INTERVAL, PAGEFS_IDLE_POLL_INTERVAL, PAGEFS_RETENTION and
-// PAGEFS_RETENTION_COUNT. Lists are comma-separated.
+// PAGEFS_POLL_INTERVAL, PAGEFS_IDLE_POLL_INTERVAL, PAGEFS_RETENTION,
+// PAGEFS_RETENTION_COUNT, PAGEFS_LEASE, PAGEFS_PRIMARY_URL,
+// PAGEFS_ADVERTISE_URL, PAGEFS_ETCD_ENDPOINTS, PAGEFS_ETCD_KEY and
+// PAGEFS_LEASE_TTL. Lists are comma-separated.
 func applyEnv(c *Config, getenv func(string) string) error {
 	str := func(name string, dst *string) {
 		if v := getenv(envPrefix + name); v != "" {
@@ -130,6 +134,16 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		return err
 	}
 	if err := dur("RETENTION", &c.Retention.Duration); err != nil {
+		return err
+	}
+	str("LEASE", &c.Lease)
+	str("PRIMARY_URL", &c.PrimaryURL)
+	str("ADVERTISE_URL", &c.AdvertiseURL)
+	str("ETCD_KEY", &c.EtcdKey)
+	if v := getenv(envPrefix + "ETCD_ENDPOINTS"); v != "" {
+		c.EtcdEndpoints = splitList(v)
+	}
+	if err := dur("LEASE_TTL", &c.LeaseTTL); err != nil {
 		return err
 	}
 	if v := getenv(envPrefix + "RETENTION_COUNT"); v != "" {
@@ -161,5 +175,5 @@ func (c *Config) validate() error {
 	if c.Retention.Count < 0 {
 		return fmt.Errorf("retention count %d is negative", c.Retention.Count)
 	}
-	return nil
+	return c.ReplicationConfig.validate(c.HTTPAddr)
 }

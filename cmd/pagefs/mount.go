@@ -54,6 +54,12 @@ Example:
 			&cli.DurationFlag{Name: "idle-poll-interval", Usage: "slowest check of a quiet WAL database (config capture.idle-poll-interval, PAGEFS_IDLE_POLL_INTERVAL)", DefaultText: "25ms"},
 			&cli.DurationFlag{Name: "retention", Usage: "delete local LTX files older than this (config retention.duration, PAGEFS_RETENTION)", DefaultText: "0, keep all"},
 			&cli.IntFlag{Name: "retention-count", Usage: "always keep this many newest local LTX files per database (config retention.count, PAGEFS_RETENTION_COUNT)", DefaultText: "1"},
+			&cli.StringFlag{Name: "lease", Usage: "static or etcd: how the primary is chosen (config lease, PAGEFS_LEASE)", DefaultText: "static"},
+			&cli.StringFlag{Name: "primary-url", Usage: "static lease: replicate the primary at `URL` read-only; without it this node is the primary (config primary-url, PAGEFS_PRIMARY_URL)"},
+			&cli.StringFlag{Name: "advertise-url", Usage: "`URL` other nodes reach this node's --http-addr at (config advertise-url, PAGEFS_ADVERTISE_URL)", DefaultText: "http://HTTP-ADDR"},
+			&cli.StringFlag{Name: "etcd-endpoints", Usage: "etcd lease: comma-separated etcd client URLs (config etcd-endpoints, PAGEFS_ETCD_ENDPOINTS)"},
+			&cli.StringFlag{Name: "etcd-key", Usage: "etcd lease: the key nodes of one cluster compete for (config etcd-key, PAGEFS_ETCD_KEY)", DefaultText: "/pagefs/primary"},
+			&cli.DurationFlag{Name: "lease-ttl", Usage: "etcd lease: TTL; a dead primary is replaced within it (config lease-ttl, PAGEFS_LEASE_TTL)", DefaultText: "10s"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's whole run to `FILE`, for performance work"},
 		},
@@ -96,6 +102,20 @@ func mountConfig(c *cli.Context) (Config, error) {
 	}
 	if c.IsSet("retention-count") {
 		cfg.Retention.Count = c.Int("retention-count")
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"lease", &cfg.Lease}, {"primary-url", &cfg.PrimaryURL}, {"advertise-url", &cfg.AdvertiseURL}, {"etcd-key", &cfg.EtcdKey}} {
+		if c.IsSet(f.name) {
+			*f.dst = c.String(f.name)
+		}
+	}
+	if c.IsSet("etcd-endpoints") {
+		cfg.EtcdEndpoints = splitList(c.String("etcd-endpoints"))
+	}
+	if c.IsSet("lease-ttl") {
+		cfg.LeaseTTL = Duration(c.Duration("lease-ttl"))
 	}
 	cfg.fuseDebug = c.Bool("fuse-debug")
 	if c.Args().Len() > 0 {
@@ -157,7 +177,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	hooks := &commitHooks{}
 	store, err := mount.Open(mount.Config{
+		OnCommit:         hooks.call,
 		DataDir:          cfg.Data,
 		Logger:           log,
 		PollInterval:     time.Duration(cfg.Capture.PollInterval),
@@ -168,6 +190,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	repl, err := newReplication(cfg.ReplicationConfig, store, mp, log, hooks)
+	if err != nil {
+		store.Close()
+		return err
+	}
 	srv, err := fuse.Mount(mp, store, fuse.Options{Logger: log, Debug: cfg.fuseDebug})
 	if err != nil {
 		store.Close()
@@ -176,21 +203,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("mounted", "mountpoint", mp, "data", store.DataDir())
 	var httpSrv *statusServer
 	if cfg.HTTPAddr != "" {
-		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log); err != nil {
+		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log, repl.routes(), repl.decorate); err != nil {
 			_ = unmount(srv, mp, log)
 			store.Close()
 			return err
 		}
 	}
+	repl.start(ctx)
 	<-ctx.Done()
 	log.Info("unmounting", "mountpoint", mp)
+	repl.stop()
 	if httpSrv != nil {
 		httpSrv.close()
 	}
 	uerr := unmount(srv, mp, log)
 	if err := store.Close(); err != nil {
+		repl.release()
 		return errors.Join(uerr, err)
 	}
+	repl.release()
 	if uerr == nil {
 		log.Info("unmounted", "mountpoint", mp)
 	}

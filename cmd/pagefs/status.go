@@ -29,6 +29,8 @@ type nodeStatus struct {
 	Role      string     `json:"role"`
 	DataDir   string     `json:"data_dir"`
 	Databases []dbStatus `json:"databases"`
+
+	Replication *replicationStatus `json:"replication,omitempty"`
 }
 
 type dbStatus struct {
@@ -57,7 +59,9 @@ func storeStatus(store *mount.Store) nodeStatus {
 	return st
 }
 
-func startStatusServer(addr string, store *mount.Store, log *slog.Logger) (*statusServer, error) {
+// startStatusServer serves /status and /metrics, plus routes (pattern ->
+// handler); decorate, if set, completes each /status document.
+func startStatusServer(addr string, store *mount.Store, log *slog.Logger, routes map[string]http.Handler, decorate func(*nodeStatus)) (*statusServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(storeCollector{store})
 	mux := http.NewServeMux()
@@ -65,9 +69,16 @@ func startStatusServer(addr string, store *mount.Store, log *slog.Logger) (*stat
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(storeStatus(store))
+		st := storeStatus(store)
+		if decorate != nil {
+			decorate(&st)
+		}
+		_ = enc.Encode(st)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	for pattern, h := range routes {
+		mux.Handle(pattern, h)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http-addr %s: %w", addr, err)
