@@ -30,6 +30,9 @@ func newHandle(f *mount.File, passthrough bool) (fs.FileHandle, uint32, syscall.
 	if f.Kind().Passthrough() {
 		return &h, 0, 0
 	}
+	if f.Name() == mount.PrimaryFile {
+		return &h, gofuse.FOPEN_DIRECT_IO, 0 // pagefs rewrites it behind the kernel's back
+	}
 	// pagefs sees every write to these files, so the kernel's cached pages
 	// stay valid across opens.
 	return &h, gofuse.FOPEN_KEEP_CACHE, 0

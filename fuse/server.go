@@ -61,9 +61,14 @@ func Mount(mountpoint string, store *mount.Store, opts Options) (*Server, error)
 			DirectMount:   true,
 			AllowOther:    true,
 			DisableXAttrs: true,
-			MaxWrite:      1 << 20,
-			Debug:         opts.Debug,
-			Options:       []string{"default_permissions"},
+			// Every change to a file reaches the backing file through this
+			// daemon, so the kernel's cached pages stay valid: without
+			// this, a changed mtime makes the kernel drop a database's
+			// cached pages, and DELETE-mode point reads fell to 0.8x.
+			ExplicitDataCacheControl: true,
+			MaxWrite:                 1 << 20,
+			Debug:                    opts.Debug,
+			Options:                  []string{"default_permissions"},
 		},
 	})
 	if err != nil {

@@ -42,7 +42,9 @@ func writerMain() int {
 	}
 	defer log.Close()
 	start, _ := strconv.Atoi(os.Getenv("PAGEFS_WRITER_START"))
+	pause, _ := time.ParseDuration(os.Getenv("PAGEFS_WRITER_PAUSE"))
 	for id := start; ; id++ {
+		time.Sleep(pause)
 		if _, err := db.Exec(`INSERT INTO acked (id, v) VALUES (?, randomblob(?))`, id, 50+id%2000); err != nil {
 			fmt.Fprintln(os.Stderr, "insert:", err)
 			return 0

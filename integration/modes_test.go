@@ -98,12 +98,14 @@ func TestCapture_ConcurrentProcesses(t *testing.T) {
 				logs[i] = fmt.Sprintf("%s/acked-%d", t.TempDir(), i)
 				w := exec.Command(os.Args[0], "-test.run=^$")
 				w.Env = append(os.Environ(), writerEnv+"="+path, "PAGEFS_WRITER_LOG="+logs[i],
-					"PAGEFS_WRITER_MODE="+mode, "PAGEFS_WRITER_START="+strconv.Itoa(1+i*1_000_000))
+					"PAGEFS_WRITER_MODE="+mode, "PAGEFS_WRITER_START="+strconv.Itoa(1+i*1_000_000),
+					"PAGEFS_WRITER_PAUSE=500us") // contended, but leaves room for the shell's writes
 				w.Stderr = os.Stderr
 				if err := w.Start(); err != nil {
 					t.Fatal(err)
 				}
 				procs[i] = w
+				t.Cleanup(func() { _ = w.Process.Kill() })
 			}
 			stop := make(chan struct{})
 			for range 2 {
@@ -123,12 +125,13 @@ func TestCapture_ConcurrentProcesses(t *testing.T) {
 							t.Errorf("reader: %v", err)
 							return
 						}
+						time.Sleep(time.Millisecond)
 					}
 				}()
 			}
 			// The shell writes too, in its own process.
 			for i := 0; i < 20; i++ {
-				sqlite3(t, path, fmt.Sprintf(".timeout 10000\nINSERT INTO acked (id, v) VALUES (%d, 'shell');", 5_000_000+i))
+				sqlite3(t, path, fmt.Sprintf(".timeout 60000\nINSERT INTO acked (id, v) VALUES (%d, 'shell');", 5_000_000+i))
 			}
 			time.Sleep(2 * time.Second)
 			for _, w := range procs {

@@ -102,6 +102,9 @@ func (s *Store) attachIfDatabase(name string, f *os.File) (*DB, error) {
 // Fd returns the backing file, for reads and for kernel passthrough.
 func (f *File) Fd() *os.File { return f.f }
 
+// Name returns the file's name relative to the mount root.
+func (f *File) Name() string { return f.name }
+
 // Kind returns what the file is to pagefs.
 func (f *File) Kind() Kind { return f.kind }
 

@@ -86,9 +86,9 @@ type Store struct {
 	primary string         // URL of the primary when this node is a read-only replica
 }
 
-// primaryFile is the name, at the mount root, of the file that holds the
+// PrimaryFile is the name, at the mount root, of the file that holds the
 // primary's URL on a replica. It does not exist on a primary.
-const primaryFile = ".primary"
+const PrimaryFile = ".primary"
 
 // SetPrimary makes the store a read-only replica of the primary at url, or,
 // with an empty url, a primary. On a replica the FUSE layer refuses the
@@ -99,7 +99,7 @@ func (s *Store) SetPrimary(url string) error {
 	s.mu.Lock()
 	s.primary = url
 	s.mu.Unlock()
-	p := filepath.Join(s.root, primaryFile)
+	p := filepath.Join(s.root, PrimaryFile)
 	if url == "" {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -128,7 +128,7 @@ func (s *Store) WriteAllowed(name string) bool {
 		return true
 	}
 	name = path.Clean(name)
-	if name == primaryFile {
+	if name == PrimaryFile {
 		return false
 	}
 	kind, base := Classify(name)
