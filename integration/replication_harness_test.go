@@ -141,4 +141,17 @@ func countOf(t testing.TB, db *sql.DB, q string) (int64, error) {
 	return c, err
 }
 
-var _ = strings.Contains
+
+// settle makes the primary's capture of everything committed on db final
+// (a TRUNCATE checkpoint in WAL mode passes pagefs's gate), so that its
+// position can be compared with a replica's.
+func settle(t testing.TB, db *sql.DB) {
+	t.Helper()
+	var mode string
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if strings.EqualFold(mode, "wal") {
+		exec1(t, db, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
+}

@@ -30,6 +30,7 @@ func TestReplication_Static(t *testing.T) {
 			for i := 0; i < 20; i++ {
 				exec1(t, pdb, `INSERT INTO t (v) VALUES (?)`, strings.Repeat("x", 100+i*200))
 			}
+			settle(t, pdb)
 			waitConverged(t, primary, replica, name)
 			rdb := readOnlyDB(t, replica.Path(name))
 			if n := queryInt(t, rdb, `SELECT count(*) FROM t`); n != 20 {
@@ -45,6 +46,7 @@ func TestReplication_Static(t *testing.T) {
 			// Shrink the database: the replica truncates too.
 			exec1(t, pdb, `DELETE FROM t WHERE id > 2`)
 			exec1(t, pdb, `VACUUM`)
+			settle(t, pdb)
 			waitConverged(t, primary, replica, name)
 			if n := queryInt(t, rdb, `SELECT count(*) FROM t`); n != 2 {
 				t.Fatalf("replica has %d rows after the delete, want 2", n)
@@ -116,6 +118,7 @@ func TestReplication_Static(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
+		settle(t, pdb)
 		select {
 		case err := <-errs:
 			t.Fatal(err)

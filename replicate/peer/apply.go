@@ -288,16 +288,18 @@ func (a *Applier) applyPages(ctx context.Context, name string, r io.Reader) (ltx
 		}
 		c.frames++
 	}
-	if int64(hdr.Commit) < pageCount {
-		if _, err := ins.ExecContext(ctx, int64(hdr.Commit)+1, nil); err != nil {
-			return ltx.Pos{}, fmt.Errorf("database %s: truncate to %d pages: %w", name, hdr.Commit, err)
-		}
-	}
 	if page1 != nil {
 		if _, err := ins.ExecContext(ctx, int64(1), page1); err != nil {
 			return ltx.Pos{}, fmt.Errorf("database %s: write page 1: %w", name, err)
 		}
 		c.frames++
+	}
+	// The truncation goes after every page: sqlite_dbpage forgets a pending
+	// truncation when a page is written after it.
+	if int64(hdr.Commit) < pageCount {
+		if _, err := ins.ExecContext(ctx, int64(hdr.Commit)+1, nil); err != nil {
+			return ltx.Pos{}, fmt.Errorf("database %s: truncate to %d pages: %w", name, hdr.Commit, err)
+		}
 	}
 	mdb := a.store.DB(name)
 	if mdb == nil {
