@@ -175,5 +175,10 @@ func (c *Config) validate() error {
 	if c.Retention.Count < 0 {
 		return fmt.Errorf("retention count %d is negative", c.Retention.Count)
 	}
+	if c.HTTPAddr != "" && c.Capture.IdlePollInterval == 0 {
+		// Replicas may stream from this node: commits after a quiet spell
+		// should reach them in milliseconds, not after a 25ms poll.
+		c.Capture.IdlePollInterval = Duration(replicationIdlePoll)
+	}
 	return c.ReplicationConfig.validate(c.HTTPAddr)
 }

@@ -51,7 +51,7 @@ Example:
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (config log.level, PAGEFS_LOG_LEVEL)", DefaultText: "info"},
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (config log.format, PAGEFS_LOG_FORMAT)", DefaultText: "text"},
 			&cli.DurationFlag{Name: "poll-interval", Usage: "how often a busy WAL database is checked for commits (config capture.poll-interval, PAGEFS_POLL_INTERVAL)", DefaultText: "1ms"},
-			&cli.DurationFlag{Name: "idle-poll-interval", Usage: "slowest check of a quiet WAL database (config capture.idle-poll-interval, PAGEFS_IDLE_POLL_INTERVAL)", DefaultText: "25ms"},
+			&cli.DurationFlag{Name: "idle-poll-interval", Usage: "slowest check of a quiet WAL database (config capture.idle-poll-interval, PAGEFS_IDLE_POLL_INTERVAL)", DefaultText: "25ms; 2ms with --http-addr, for replicas"},
 			&cli.DurationFlag{Name: "retention", Usage: "delete local LTX files older than this (config retention.duration, PAGEFS_RETENTION)", DefaultText: "0, keep all"},
 			&cli.IntFlag{Name: "retention-count", Usage: "always keep this many newest local LTX files per database (config retention.count, PAGEFS_RETENTION_COUNT)", DefaultText: "1"},
 			&cli.StringFlag{Name: "lease", Usage: "static or etcd: how the primary is chosen (config lease, PAGEFS_LEASE)", DefaultText: "static"},

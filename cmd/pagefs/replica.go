@@ -63,6 +63,10 @@ func (r *ReplicationConfig) validate(httpAddr string) error {
 	return nil
 }
 
+// replicationIdlePoll is the slowest capture poll of a node that serves
+// HTTP (and so may have replicas) when no idle-poll-interval is set.
+const replicationIdlePoll = 2 * time.Millisecond
+
 // unknownPrimary is what .primary says on a node that refuses writes but
 // does not know the primary yet (starting with etcd, or a lost lease).
 const unknownPrimary = "unknown"
