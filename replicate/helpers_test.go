@@ -192,3 +192,5 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 var errOffline = errors.New("connection refused (test)")
+
+func osWriteFile(p string, b []byte) error { return os.WriteFile(p, b, 0o644) }
