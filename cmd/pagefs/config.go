@@ -27,6 +27,7 @@ type Config struct {
 	Retention  RetentionConf `yaml:"retention"`  // local LTX files
 
 	ReplicationConfig `yaml:",inline"` // lease, primary-url, advertise-url, etcd-endpoints, etcd-key, lease-ttl
+	BackupConfig      `yaml:",inline"` // backup, backup-options
 
 	fuseDebug bool // --fuse-debug only
 }
@@ -144,6 +145,9 @@ func applyEnv(c *Config, getenv func(string) string) error {
 		c.EtcdEndpoints = splitList(v)
 	}
 	if err := dur("LEASE_TTL", &c.LeaseTTL); err != nil {
+		return err
+	}
+	if err := applyBackupEnv(&c.BackupConfig, getenv); err != nil {
 		return err
 	}
 	if v := getenv(envPrefix + "RETENTION_COUNT"); v != "" {

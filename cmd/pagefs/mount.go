@@ -60,6 +60,7 @@ Example:
 			&cli.StringFlag{Name: "etcd-endpoints", Usage: "etcd lease: comma-separated etcd client URLs (config etcd-endpoints, PAGEFS_ETCD_ENDPOINTS)"},
 			&cli.StringFlag{Name: "etcd-key", Usage: "etcd lease: the key nodes of one cluster compete for (config etcd-key, PAGEFS_ETCD_KEY)", DefaultText: "/pagefs/primary"},
 			&cli.DurationFlag{Name: "lease-ttl", Usage: "etcd lease: TTL; a dead primary is replaced within it (config lease-ttl, PAGEFS_LEASE_TTL)", DefaultText: "10s"},
+			&cli.StringSliceFlag{Name: "backup", Usage: "back up continuously to `URL` (file:///dir or s3://bucket/prefix?endpoint=&region=&forcePathStyle=true); repeat for several; an empty data dir is restored from it first (config backup, PAGEFS_BACKUP)", DefaultText: "none"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request (very verbose)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile of the mount's whole run to `FILE`, for performance work"},
 		},
@@ -116,6 +117,9 @@ func mountConfig(c *cli.Context) (Config, error) {
 	}
 	if c.IsSet("lease-ttl") {
 		cfg.LeaseTTL = Duration(c.Duration("lease-ttl"))
+	}
+	if c.IsSet("backup") {
+		cfg.Backup = c.StringSlice("backup")
 	}
 	cfg.fuseDebug = c.Bool("fuse-debug")
 	if c.Args().Len() > 0 {
@@ -177,8 +181,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	backup, err := prepareBackup(ctx, cfg.BackupConfig, cfg.Data, log)
+	if err != nil {
+		return err
+	}
 	hooks := &commitHooks{}
+	if fn := backup.onCommit(); fn != nil {
+		hooks.add(fn)
+	}
 	store, err := mount.Open(mount.Config{
+		RetentionFloor:   backup.retentionFloor(),
 		OnCommit:         hooks.call,
 		DataDir:          cfg.Data,
 		Logger:           log,
@@ -210,6 +222,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	repl.start(ctx)
+	backup.start(store)
 	<-ctx.Done()
 	log.Info("unmounting", "mountpoint", mp)
 	repl.stop()
@@ -219,9 +232,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	uerr := unmount(srv, mp, log)
 	if err := store.Close(); err != nil {
 		repl.release()
+		backup.close()
 		return errors.Join(uerr, err)
 	}
 	repl.release()
+	backup.close()
 	if uerr == nil {
 		log.Info("unmounted", "mountpoint", mp)
 	}
