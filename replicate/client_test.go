@@ -12,7 +12,7 @@ import (
 
 	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/replicate"
-	"github.com/pagefs/pagefs/replicate/internal/ltxtest"
+	"github.com/pagefs/pagefs/replicate/ltxtest"
 )
 
 // writeFile stores b (an LTX file) at level and returns what the client

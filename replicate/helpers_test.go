@@ -15,7 +15,7 @@ import (
 	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/replicate"
 	"github.com/pagefs/pagefs/replicate/file"
-	"github.com/pagefs/pagefs/replicate/internal/ltxtest"
+	"github.com/pagefs/pagefs/replicate/ltxtest"
 )
 
 // countingClient wraps a Client, counting calls by method and failing them

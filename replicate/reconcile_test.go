@@ -11,7 +11,7 @@ import (
 	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/mount"
 	"github.com/pagefs/pagefs/replicate"
-	"github.com/pagefs/pagefs/replicate/internal/ltxtest"
+	"github.com/pagefs/pagefs/replicate/ltxtest"
 )
 
 // localDB puts the first n commits of db in a data directory as the mount

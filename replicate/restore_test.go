@@ -13,7 +13,7 @@ import (
 
 	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/replicate"
-	"github.com/pagefs/pagefs/replicate/internal/ltxtest"
+	"github.com/pagefs/pagefs/replicate/ltxtest"
 )
 
 // history writes n commits of db straight to level 0 of c and returns the

@@ -7,7 +7,7 @@ import (
 
 	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/replicate"
-	"github.com/pagefs/pagefs/replicate/internal/ltxtest"
+	"github.com/pagefs/pagefs/replicate/ltxtest"
 )
 
 func verify(t *testing.T, c replicate.Client) *replicate.VerifyReport {

@@ -213,11 +213,3 @@ func (r *backupRun) close() {
 		r.log.Warn("backup not caught up at shutdown; the next start uploads the rest", "err", err)
 	}
 }
-
-// status returns the backup state of every database, nil without backups.
-func (r *backupRun) status() []replicate.ReplicaStatus {
-	if r == nil {
-		return nil
-	}
-	return r.b.Status()
-}

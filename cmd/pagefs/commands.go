@@ -8,6 +8,8 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		mountCommand(),
 		ltxCommand(),
+		restoreCommand(),
+		verifyCommand(),
 		statusCommand(),
 		versionCommand(),
 	}
