@@ -293,3 +293,29 @@ func TestBackup_DivergedDataDirIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestBackup_AddedAfterLocalRetention adds a backup to a data directory
+// whose local retention already removed the start of the chain: the backup
+// starts from a snapshot of the live database.
+func TestBackup_AddedAfterLocalRetention(t *testing.T) {
+	p := startMountProc(t, "", "--retention", "1ns", "--retention-count", "1")
+	db := openDB(t, p.Path("app.db"), "journal_mode(DELETE)")
+	exec1(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`)
+	backupInsert(t, db, 200)
+	db.Close()
+	first := filepath.Join(p.Data, "app.db", "ltx", "0", ltx.FormatFilename(1, 1))
+	deadline := time.Now().Add(60 * time.Second)
+	for _, err := os.Stat(first); err == nil; _, err = os.Stat(first) {
+		if time.Now().After(deadline) {
+			t.Fatal("local retention kept TXID 1; the test needs it gone")
+		}
+		time.Sleep(50 * time.Millisecond) // retention runs about once a second
+	}
+	p.Stop()
+	url := "file://" + t.TempDir()
+	p.args = []string{"--backup", url}
+	p.Start()
+	backupWait(t, url, "app.db", backupHead(t, p.Data, "app.db"))
+	restored := backupRestore(t, url, "app.db")
+	backupSameBytes(t, restored, filepath.Join(p.Data, ".pagefs", "files", "app.db"))
+}

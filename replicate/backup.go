@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/mount"
 )
 
@@ -72,6 +74,15 @@ type Options struct {
 	// TempDir holds merged files while they upload. Empty means the
 	// database's folder in DataDir.
 	TempDir string
+
+	// Snapshot, if set, writes a snapshot of a database as it is now (an
+	// LTX file spanning TXIDs 1 to its head, as mount.DB.WriteSnapshot
+	// does) and returns the head. It lets a destination start over when
+	// the local chain no longer holds what it needs next (local retention
+	// removed it before the destination was added, or the data directory
+	// was restored from another destination). Without it such a destination
+	// stays blocked.
+	Snapshot func(db string, w io.Writer) (ltx.Pos, error)
 }
 
 func (o *Options) setDefaults() error {

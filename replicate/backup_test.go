@@ -2,6 +2,7 @@ package replicate_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,5 +215,41 @@ func TestBackup_PositionFile(t *testing.T) {
 	body, _ := os.ReadFile(matches[0])
 	if !strings.HasPrefix(string(body), ltx.TXID(1).String()+"/") || !strings.Contains(string(body), dest.String()) {
 		t.Fatalf("position file holds %q", body)
+	}
+}
+
+func TestBackup_StartsOverFromALiveSnapshot(t *testing.T) {
+	data := t.TempDir()
+	dest := newDestination(t, "file")
+	db := newChain(t, data, "app.db", 8)
+	for i := 0; i < 8; i++ {
+		db.commit(16, 2)
+	}
+	// Local retention removed the start of the chain before the backup
+	// was configured.
+	for txid := 1; txid <= 4; txid++ {
+		os.Remove(filepath.Join(data, "app.db", "ltx", "0", ltx.FormatFilename(ltx.TXID(txid), ltx.TXID(txid))))
+	}
+	opt := quiet(replicate.Options{DataDir: data})
+	opt.Snapshot = func(name string, w io.Writer) (ltx.Pos, error) {
+		if name != "app.db" {
+			t.Errorf("snapshot of %q", name)
+		}
+		_, err := w.Write(db.Snapshot())
+		return db.Pos(), err
+	}
+	b := newBackup(t, opt, dest)
+	b.Notify("app.db", 8)
+	waitHeld(t, b, "app.db", 8)
+	b.Notify("app.db", db.commit(16, 2))
+	waitHeld(t, b, "app.db", 9)
+	c := dest.Client("app.db")
+	if got := ranges(listLevel(t, c, replicate.SnapshotLevel, 0)); len(got) != 1 || got[0] != ltx.FormatFilename(1, 8) {
+		t.Fatalf("snapshots %v, want one of TXIDs 1-8", got)
+	}
+	img, _ := restoreBytes(t, c, replicate.RestoreOptions{})
+	mustEqualImage(t, img, db.Image())
+	if rep := verify(t, c); len(rep.Problems) > 0 {
+		t.Fatalf("verify: %v", rep.Problems)
 	}
 }

@@ -1,9 +1,11 @@
 package replicate
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -229,13 +231,19 @@ func (r *replica) step(ctx context.Context, tokens *tokenBucket) error {
 		limit = head // a backlog (after an outage or a restart)
 	}
 	info, err := r.uploadRun(ctx, pos, limit)
+	if errors.Is(err, errBlocked) && r.b.opt.Snapshot != nil {
+		// The local chain lacks what this destination needs next: start
+		// it over from a snapshot of the live database.
+		r.log.Info("local chain lacks the files this destination needs next; uploading a snapshot", "held", pos.TXID, "err", err)
+		info, err = r.uploadLiveSnapshot(ctx)
+	}
 	if err != nil {
 		tokens.refund()
 		return err
 	}
 	r.mu.Lock()
 	r.pos = info.Pos()
-	r.levels[0] = append(r.levels[0], info)
+	r.levels[info.Level] = append(r.levels[info.Level], info)
 	r.lastUpload = time.Now()
 	r.uploads++
 	r.mu.Unlock()
@@ -244,8 +252,40 @@ func (r *replica) step(ctx context.Context, tokens *tokenBucket) error {
 	if err := writePosFile(r.posf, r.dest, info.Pos()); err != nil {
 		r.log.Warn("cannot record the backup position; the next start lists the destination instead", "file", r.posf, "err", err)
 	}
-	r.log.Debug("uploaded", "level", 0, "min", info.MinTXID, "max", info.MaxTXID, "size", info.Size)
+	r.log.Debug("uploaded", "level", info.Level, "min", info.MinTXID, "max", info.MaxTXID, "size", info.Size)
 	return nil
+}
+
+// uploadLiveSnapshot stores a snapshot of the database as it is now (from
+// Options.Snapshot) at level 9.
+func (r *replica) uploadLiveSnapshot(ctx context.Context) (*ltx.FileInfo, error) {
+	dir := r.tempDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, ".snapshot-*.ltx.tmp")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { f.Close(); os.Remove(f.Name()) }()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	pos, err := r.b.opt.Snapshot(r.db, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot of the live database: %v", errBlocked, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	info, err := r.client.WriteLTXFile(ctx, SnapshotLevel, 1, pos.TXID, f)
+	if err != nil {
+		return nil, err
+	}
+	info.PostApplyChecksum = pos.PostApplyChecksum
+	r.notify(uint64(pos.TXID))
+	return info, nil
 }
 
 // uploadRun uploads the local files after pos, up to head, as one level-0

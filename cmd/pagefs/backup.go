@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/mount"
 	"github.com/pagefs/pagefs/replicate"
 )
@@ -95,9 +98,10 @@ func (c *BackupConfig) options(dataDir string, log *slog.Logger) replicate.Optio
 // backupRun is the backup side of a mount: nil-safe, so a mount without
 // backup URLs calls the same methods.
 type backupRun struct {
-	b   *replicate.Backup
-	cfg BackupConfig
-	log *slog.Logger
+	b     *replicate.Backup
+	cfg   BackupConfig
+	log   *slog.Logger
+	store atomic.Pointer[mount.Store] // set by start
 }
 
 // prepareBackup reconciles the data directory with the destinations (a
@@ -143,11 +147,27 @@ func prepareBackup(ctx context.Context, cfg BackupConfig, dataDir string, log *s
 		case <-time.After(time.Second):
 		}
 	}
-	b, err := replicate.NewBackup(cfg.options(dataDir, log), dests...)
-	if err != nil {
+	run := &backupRun{cfg: cfg, log: log}
+	opt := cfg.options(dataDir, log)
+	opt.Snapshot = run.snapshot
+	if run.b, err = replicate.NewBackup(opt, dests...); err != nil {
 		return nil, err
 	}
-	return &backupRun{b: b, cfg: cfg, log: log}, nil
+	return run, nil
+}
+
+// snapshot writes a snapshot of a live database, for a destination that
+// needs to start over (replicate.Options.Snapshot).
+func (r *backupRun) snapshot(db string, w io.Writer) (ltx.Pos, error) {
+	store := r.store.Load()
+	if store == nil {
+		return ltx.Pos{}, errors.New("the mount is not open yet")
+	}
+	d := store.DB(db)
+	if d == nil {
+		return ltx.Pos{}, fmt.Errorf("database %s is not open", db)
+	}
+	return d.WriteSnapshot(w)
 }
 
 // transient reports whether an error from Reconcile is worth retrying:
@@ -189,6 +209,7 @@ func (r *backupRun) start(store *mount.Store) {
 	if r == nil {
 		return
 	}
+	r.store.Store(store)
 	for _, db := range store.DBs() {
 		r.b.Notify(db.Name(), uint64(db.Pos().TXID))
 	}
