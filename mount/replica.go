@@ -137,7 +137,40 @@ func (db *DB) patchPage1(page1 []byte) error {
 			return fmt.Errorf("write WAL frame at %d: %w", off, err)
 		}
 	}
-	return nil
+	return db.setSHMFrameChecksum(scan.end, frameSize, s1, s2)
+}
+
+// setSHMFrameChecksum puts the WAL's new running checksum into the
+// wal-index header, where SQLite's next writer continues the chain from
+// (aFrameCksum), and re-seals the header: the second copy, then the first,
+// as SQLite writes them. Connections see a changed header and reload it.
+func (db *DB) setSHMFrameChecksum(end, frameSize int64, s1, s2 uint32) error {
+	f, err := os.OpenFile(db.shmPath(), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b [shmHeaderSize]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return fmt.Errorf("read wal-index header: %w", err)
+	}
+	if _, ok := parseSHMHeader(b[:]); !ok {
+		return errors.New("wal-index header is not consistent")
+	}
+	if mx := int64(binary.LittleEndian.Uint32(b[16:20])); walHeaderSize+mx*frameSize != end {
+		return fmt.Errorf("wal-index says %d frames, the transaction ends at WAL offset %d", mx, end)
+	}
+	h := b[:48]
+	binary.LittleEndian.PutUint32(h[24:28], s1)
+	binary.LittleEndian.PutUint32(h[28:32], s2)
+	c1, c2 := walChecksum(false, 0, 0, h[:40])
+	binary.LittleEndian.PutUint32(h[40:44], c1)
+	binary.LittleEndian.PutUint32(h[44:48], c2)
+	if _, err := f.WriteAt(h, 48); err != nil {
+		return err
+	}
+	_, err = f.WriteAt(h, 0)
+	return err
 }
 
 // ResetChain makes the primary's snapshot (the LTX file at path, which

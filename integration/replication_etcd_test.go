@@ -1,0 +1,174 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pagefs/pagefs/replicate/lease/etcdtest"
+)
+
+// leaseTTL is the etcd lease TTL of the failover tests: short, so that the
+// tests wait little; the default is 10s.
+const leaseTTL = 2 * time.Second
+
+// startEtcdNode starts a node that competes for the cluster's lease.
+func startEtcdNode(t testing.TB, etcd *etcdtest.Server) *node {
+	t.Helper()
+	return startNode(t, "--lease", "etcd", "--etcd-endpoints", etcd.Endpoint,
+		"--etcd-key", "/pagefs-test/"+t.Name(), "--lease-ttl", leaseTTL.String())
+}
+
+// insert writes one row on a node's database with the sqlite3 shell (a
+// separate process, as an application would).
+func insert(t testing.TB, n *node, db, v string) {
+	t.Helper()
+	sqlite3(t, n.Path(db), "PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t (v TEXT); INSERT INTO t VALUES ('"+v+"');")
+}
+
+// rows returns the rows of t on a node, or the error the shell printed.
+func rows(t testing.TB, n *node, db string) string {
+	t.Helper()
+	cmd := exec.Command("sqlite3", "-batch", n.Path(db), "SELECT group_concat(v, ',') FROM (SELECT v FROM t ORDER BY rowid);")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("error: %v %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestReplication_EtcdFailover: the primary is SIGKILLed, a replica takes
+// the lease within the TTL and accepts writes at its position, and the old
+// primary, restarted, follows the new one and converges.
+func TestReplication_EtcdFailover(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := startEtcdNode(t, etcd)
+	waitRole(t, a, "primary", 10*time.Second)
+	b := startEtcdNode(t, etcd)
+	waitRole(t, b, "replica", 10*time.Second)
+
+	insert(t, a, "app.db", "1")
+	insert(t, a, "app.db", "2")
+	waitFor(t, "b to have both rows", 30*time.Second, func() bool { return rows(t, b, "app.db") == "1,2" })
+	out := sqlite3Fails(t, b.Path("app.db"), "INSERT INTO t VALUES ('x');")
+	if !strings.Contains(out, "attempt to write a readonly database") {
+		t.Fatalf("write on the replica: %s", out)
+	}
+
+	killed := time.Now()
+	a.Kill()
+	waitRole(t, b, "primary", 3*leaseTTL+5*time.Second)
+	t.Logf("failover: b is primary %s after a was SIGKILLed (lease TTL %s)", time.Since(killed).Round(time.Millisecond), leaseTTL)
+	insert(t, b, "app.db", "3")
+	if got := rows(t, b, "app.db"); got != "1,2,3" {
+		t.Fatalf("new primary holds %q", got)
+	}
+
+	a.Start()
+	waitRole(t, a, "replica", 10*time.Second)
+	waitConverged(t, b, a, "app.db")
+	if got := rows(t, a, "app.db"); got != "1,2,3" {
+		t.Fatalf("old primary, now a replica, holds %q", got)
+	}
+	if got, err := os.ReadFile(a.Path(".primary")); err != nil || strings.TrimSpace(string(got)) != b.URL {
+		t.Fatalf(".primary on the rejoined node: %q %v, want %s", got, err, b.URL)
+	}
+}
+
+// TestReplication_EtcdRejoinDiverged: the primary commits a transaction no
+// replica received, then dies. The replica that takes over writes its own
+// transaction under the same TXID. The old primary rejoins as a replica,
+// logs the TXID it discards, resyncs from a snapshot and converges.
+func TestReplication_EtcdRejoinDiverged(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := startEtcdNode(t, etcd)
+	waitRole(t, a, "primary", 10*time.Second)
+	b := startEtcdNode(t, etcd)
+	waitRole(t, b, "replica", 10*time.Second)
+	insert(t, a, "app.db", "common")
+	waitFor(t, "b to follow", 30*time.Second, func() bool { return rows(t, b, "app.db") == "common" })
+
+	// b goes down; a commits "lost", which only a holds, and dies too.
+	// (A SIGSTOPped b would still receive the frame into its socket.)
+	b.Kill()
+	insert(t, a, "app.db", "lost")
+	settleNode(t, a, "app.db")
+	lostTXID := txidOf(t, a, "app.db")
+	a.Kill()
+	b.Start()
+	waitRole(t, b, "primary", 3*leaseTTL+5*time.Second)
+	insert(t, b, "app.db", "new")
+
+	a.Start()
+	waitRole(t, a, "replica", 10*time.Second)
+	waitConverged(t, b, a, "app.db")
+	if got := rows(t, a, "app.db"); got != "common,new" {
+		t.Fatalf("rejoined node holds %q, want common,new", got)
+	}
+	re := regexp.MustCompile(`discarded local transactions that the primary lacks.* first=(\d+) last=(\d+)`)
+	m := re.FindStringSubmatch(a.logText())
+	if m == nil {
+		t.Fatalf("no log line names the discarded transactions")
+	}
+	first, _ := strconv.ParseUint(m[1], 10, 64)
+	last, _ := strconv.ParseUint(m[2], 10, 64)
+	if first > lostTXID || last < lostTXID {
+		t.Fatalf("log names TXIDs %d-%d as discarded; the lost transaction was TXID %d", first, last, lostTXID)
+	}
+	t.Logf("rejoin discarded TXIDs %d-%d (the lost transaction: %d)", first, last, lostTXID)
+}
+
+// TestReplication_EtcdPausedPrimary: a primary paused with SIGSTOP loses
+// its lease; once resumed it refuses the application's writes and follows
+// the new primary.
+func TestReplication_EtcdPausedPrimary(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := startEtcdNode(t, etcd)
+	waitRole(t, a, "primary", 10*time.Second)
+	b := startEtcdNode(t, etcd)
+	waitRole(t, b, "replica", 10*time.Second)
+	insert(t, a, "app.db", "1")
+	waitFor(t, "b to follow", 30*time.Second, func() bool { return rows(t, b, "app.db") == "1" })
+
+	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitRole(t, b, "primary", 3*leaseTTL+5*time.Second)
+	insert(t, b, "app.db", "2")
+	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	out := sqlite3Fails(t, a.Path("app.db"), "INSERT INTO t VALUES ('paused');")
+	if !strings.Contains(out, "readonly") {
+		t.Fatalf("write on the resumed old primary: %s", out)
+	}
+	waitRole(t, a, "replica", 10*time.Second)
+	waitConverged(t, b, a, "app.db")
+	if got := rows(t, a, "app.db"); got != "1,2" {
+		t.Fatalf("resumed node holds %q, want 1,2", got)
+	}
+}
+
+// settleNode checkpoints a database on a node so its capture is final.
+func settleNode(t testing.TB, n *node, db string) {
+	t.Helper()
+	sqlite3(t, n.Path(db), "PRAGMA wal_checkpoint(TRUNCATE);")
+}
+
+func txidOf(t testing.TB, n *node, db string) uint64 {
+	t.Helper()
+	p := n.pos(t, db)
+	txid, err := strconv.ParseUint(strings.Split(p, "/")[0], 10, 64)
+	if err != nil {
+		t.Fatalf("position %q of %s: %v", p, db, err)
+	}
+	return txid
+}
+
+var _ = fmt.Sprint
