@@ -135,12 +135,6 @@ func (n *node) logText() string {
 	return string(b)
 }
 
-func countOf(t testing.TB, db *sql.DB, q string) (int64, error) {
-	var c int64
-	err := db.QueryRow(q).Scan(&c)
-	return c, err
-}
-
 
 // settle makes the primary's capture of everything committed on db final
 // (a TRUNCATE checkpoint in WAL mode passes pagefs's gate), so that its
