@@ -11,6 +11,8 @@ mkdir -p "$tools"
 need=()
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+# etcd (Debian 3.4) for the lease and failover tests, on 127.0.0.1 only.
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then
