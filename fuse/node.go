@@ -89,6 +89,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	}
 	// The loopback creates the file and its inode; pagefs then reopens it
 	// through the store so the handle is one the store knows.
+	if n.store.PrepareCreate(n.child(name)) {
+		flags &^= syscall.O_EXCL // a recycled journal's inode is already in place, empty
+	}
 	ch, lf, _, errno := n.LoopbackNode.Create(ctx, name, flags&^syscall.O_TRUNC, mode, out)
 	if errno != 0 {
 		return nil, nil, 0, errno

@@ -38,9 +38,12 @@ type DB struct {
 	dbf     *os.File // pagefs's own read handle on the backing database
 	handles int      // open Files of the database file
 
-	journalHot bool         // the -journal opens with the journal magic
-	txn        *rollbackTxn // pages written since the journal became hot, or an import
-	full       bool         // next commit must be a complete image (file replaced)
+	journalHot  bool         // the -journal opens with the journal magic
+	txn         *rollbackTxn // pages written since the journal became hot, or an import
+	writes      uint64       // changes to the database file, to tell a speculation stale
+	journalOpen int          // open Files of the journal
+	spec        *speculation // the transaction's LTX file, built when SQLite synced the database
+	full        bool         // next commit must be a complete image (file replaced)
 
 	walExists bool
 	wal       walCursor
@@ -81,6 +84,18 @@ func (db *DB) Status() Status {
 		st.Failed = db.failed.Error()
 	}
 	return st
+}
+
+// speculation is the pending LTX file of a rollback transaction, built and
+// synced while SQLite syncs the database file, just before it commits. If
+// the database does not change again before the journal is invalidated,
+// the commit uses it: the LTX file's fsync overlaps SQLite's own instead of
+// following it.
+type speculation struct {
+	w      *ltxWriter
+	txn    *rollbackTxn
+	writes uint64 // db.writes when it was built
+	synced bool
 }
 
 // rollbackTxn is a transaction in a rollback-journal mode, or an import.
@@ -207,6 +222,7 @@ func (db *DB) beforeDBChange(f *os.File, from, to int64) error {
 	if db.failed != nil {
 		return db.failed
 	}
+	db.writes++
 	switch {
 	case db.journalHot || (db.txn != nil && db.txn.import_):
 		return db.recordOld(from, to)
@@ -285,9 +301,14 @@ func (db *DB) readPage(pgno, pageSize uint32, buf []byte) error {
 }
 
 // writeJournal handles a write to the -journal file.
-func (db *DB) writeJournal(f *os.File, p []byte, off int64) (int, error) {
+func (db *DB) writeJournal(file *File, p []byte, off int64) (int, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	f := file.f
+	if file.flushed { // written again through a descriptor that outlived a close
+		file.flushed = false
+		db.journalOpen++
+	}
 	if db.failed != nil {
 		return 0, db.failed
 	}
@@ -339,13 +360,67 @@ func (db *DB) truncateJournal(f *os.File, size int64) error {
 	return f.Truncate(size)
 }
 
-func (db *DB) unlinkJournal(p string) error {
+func (db *DB) unlinkJournal(name, p string) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if db.journalHot {
-		return db.commitRollback(func() error { return os.Remove(p) })
+		return db.commitRollback(func() error { return db.recycleJournal(name, p) })
 	}
-	return os.Remove(p)
+	return db.recycleJournal(name, p)
+}
+
+// syncDB syncs the database file. In a rollback transaction, SQLite syncs
+// the database right before it invalidates the journal, so pagefs builds
+// the transaction's LTX file now and syncs it alongside.
+func (db *DB) syncDB(f *os.File) error {
+	db.mu.Lock()
+	if !db.journalHot || db.txn == nil || db.txn.import_ || db.failed != nil {
+		db.mu.Unlock()
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return db.synced(KindDB)
+	}
+	db.txn.synced = true
+	db.dropSpeculation()
+	w, err := db.buildRollbackLTX(db.txn)
+	var spec *speculation
+	if err == nil && w != nil {
+		spec = &speculation{w: w, txn: db.txn, writes: db.writes}
+		db.spec = spec
+	}
+	db.mu.Unlock()
+	var wg sync.WaitGroup
+	var serr error
+	if spec != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serr = spec.w.sync()
+		}()
+	}
+	ferr := f.Sync()
+	wg.Wait()
+	if spec != nil {
+		db.mu.Lock()
+		if db.spec == spec {
+			if serr != nil {
+				db.dropSpeculation()
+			} else {
+				spec.synced = true
+			}
+		}
+		db.mu.Unlock()
+	}
+	return ferr
+}
+
+// dropSpeculation discards a speculative LTX file.
+func (db *DB) dropSpeculation() {
+	if db.spec != nil {
+		db.spec.w.abort()
+		db.spec = nil
+	}
 }
 
 // synced notes that SQLite synced the database or its journal: the
@@ -411,6 +486,19 @@ func (db *DB) commitRollback(invalidate func() error) error {
 	if txn == nil {
 		txn = &rollbackTxn{}
 	}
+	if s := db.spec; s != nil && s.synced && s.txn == txn && s.writes == db.writes {
+		// Built and synced when SQLite synced the database; nothing has
+		// changed since.
+		db.spec = nil
+		if invalidate != nil {
+			if err := invalidate(); err != nil {
+				s.w.abort()
+				return err
+			}
+		}
+		return db.publish(s.w, false)
+	}
+	db.dropSpeculation()
 	w, err := db.buildRollbackLTX(txn)
 	if err != nil {
 		db.fail(fmt.Errorf("capture transaction %d: %w", db.pos.TXID+1, err))

@@ -18,6 +18,12 @@ type File struct {
 	db    *DB // nil until the file is known to belong to a database
 	f     *os.File
 	id    uint64 // names the file in traces
+
+	// flushed is set when close(2) flushed a journal handle. The kernel
+	// sends the release later, asynchronously; SQLite deletes a journal
+	// right after closing it, and a flushed handle does not keep the
+	// journal's inode from being recycled.
+	flushed bool
 }
 
 func (s *Store) trace(op TraceOp) { s.cfg.Tracer.record(op) }
@@ -74,8 +80,13 @@ func (s *Store) OpenFile(name string, flag int, perm os.FileMode) (*File, error)
 			db.acquire()
 		}
 	}
-	if kind == KindWAL {
+	switch kind {
+	case KindWAL:
 		db.walOpened()
+	case KindJournal:
+		db.mu.Lock()
+		db.journalOpen++
+		db.mu.Unlock()
 	}
 	if trunc {
 		if err := file.Truncate(0); err != nil {
@@ -128,7 +139,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 			return f.db.writeDB(f.f, p, off)
 		}
 	case KindJournal:
-		return f.db.writeJournal(f.f, p, off)
+		return f.db.writeJournal(f, p, off)
 	}
 	return f.f.WriteAt(p, off)
 }
@@ -157,10 +168,13 @@ func (f *File) Sync() error {
 	if f.store.cfg.Tracer != nil {
 		f.store.trace(TraceOp{Op: "sync", File: f.id})
 	}
+	if f.kind == KindDB && f.db != nil {
+		return f.db.syncDB(f.f)
+	}
 	if err := f.f.Sync(); err != nil {
 		return err
 	}
-	if f.db != nil && (f.kind == KindDB || f.kind == KindJournal) {
+	if f.db != nil && f.kind == KindJournal {
 		return f.db.synced(f.kind)
 	}
 	return nil
@@ -170,6 +184,14 @@ func (f *File) Sync() error {
 // returns. A database written without a journal (cp, VACUUM INTO) is
 // committed here, so that its writer's close returns once it is captured.
 func (f *File) Flush() error {
+	if f.kind == KindJournal {
+		f.db.mu.Lock()
+		if !f.flushed {
+			f.flushed = true
+			f.db.journalOpen--
+		}
+		f.db.mu.Unlock()
+	}
 	if f.kind == KindDB && f.db != nil {
 		return f.db.flushImport()
 	}
@@ -183,6 +205,13 @@ func (f *File) Close() error {
 		f.store.trace(TraceOp{Op: "close", File: f.id})
 	}
 	err := f.f.Close()
+	if f.kind == KindJournal {
+		f.db.mu.Lock()
+		if !f.flushed {
+			f.db.journalOpen--
+		}
+		f.db.mu.Unlock()
+	}
 	if f.kind == KindDB && f.db != nil {
 		if rerr := f.db.release(); err == nil {
 			err = rerr
@@ -218,7 +247,7 @@ func (s *Store) Unlink(name string) error {
 			return err
 		}
 		if kind == KindJournal {
-			return db.unlinkJournal(p)
+			return db.unlinkJournal(name, p)
 		}
 		return db.unlinkWAL(p)
 	case KindDB:
