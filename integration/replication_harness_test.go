@@ -135,7 +135,6 @@ func (n *node) logText() string {
 	return string(b)
 }
 
-
 // settle makes the primary's capture of everything committed on db final
 // (a TRUNCATE checkpoint in WAL mode passes pagefs's gate), so that its
 // position can be compared with a replica's.

@@ -21,7 +21,7 @@ func (m *mockLeaser) RenewLease(ctx context.Context, l *Lease) (*Lease, error) {
 	return m.RenewFunc(ctx, l)
 }
 func (m *mockLeaser) ReleaseLease(ctx context.Context, l *Lease) error { return nil }
-func (m *mockLeaser) Holder(ctx context.Context) (string, error)      { return "", nil }
+func (m *mockLeaser) Holder(ctx context.Context) (string, error)       { return "", nil }
 
 // roles records the roles a Keeper reports, with the time of each.
 type roles struct {
