@@ -19,7 +19,7 @@ import (
 // minioStart starts a MinIO for the test and puts its credentials in the
 // environment, where pagefs (in this process or a child) and Litestream
 // find them through the standard AWS chain.
-func minioStart(t *testing.T) *miniotest.Server {
+func minioStart(t testing.TB) *miniotest.Server {
 	t.Helper()
 	srv := miniotest.Start(t)
 	for _, kv := range srv.Env() {
