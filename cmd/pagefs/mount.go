@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if fn := backup.onCommit(); fn != nil {
 		hooks.add(fn)
 	}
-	store, err := mount.Open(mount.Config{
+	store, err := openStore(mount.Config{
 		RetentionFloor:   backup.retentionFloor(),
 		OnCommit:         hooks.call,
 		DataDir:          cfg.Data,
@@ -243,6 +243,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return uerr
 }
 
+// openStore opens the data directory. A pagefs that crashed with files open
+// on its own mount (a replica's connections) releases the directory's lock
+// only once checkMountpoint has aborted its FUSE connection and its last
+// thread has exited, so a held lock is retried for a few seconds.
+func openStore(cfg mount.Config) (*mount.Store, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		store, err := mount.Open(cfg)
+		if !errors.Is(err, mount.ErrDataDirLocked) || time.Now().After(deadline) {
+			return store, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // unmount unmounts, retrying while files are open for up to two seconds,
 // then detaches the mount so the process can exit; open files then fail
 // with ENOTCONN. Commits made after the store's final capture are still in
@@ -281,23 +296,59 @@ func checkMountpoint(mp string, log *slog.Logger) error {
 			return errors.New("not root and no fusermount3 on PATH: run as root or install fuse3")
 		}
 	}
-	_, err := os.Stat(mp)
-	if fstype, ok := mountedAt(mp); (ok && fstype == "fuse.pagefs" && !alive(mp)) || isNotConnected(err) {
+	// Look at the mount table before touching the mountpoint: a stale
+	// pagefs mount may not answer at all.
+	if m, ok := mountedAt(mp); ok {
+		if m.fstype != "fuse.pagefs" {
+			return fmt.Errorf("mountpoint %s is busy: a %s filesystem is already mounted there", mp, m.fstype)
+		}
+		if aliveWithin(mp, 2*time.Second) {
+			return fmt.Errorf("mountpoint %s is busy: another pagefs is serving it", mp)
+		}
 		log.Warn("cleaning up a stale mount left by a crash", "mountpoint", mp)
+		// A pagefs killed while its own SQLite connections (a replica's)
+		// were open on its mount hangs in exit, flushing them to itself,
+		// and its mount never fails: aborting the FUSE connection frees
+		// both.
+		abortFUSE(m.dev)
 		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("mountpoint %s: stale mount that cannot be unmounted: %w", mp, err)
 		}
-		_, err = os.Stat(mp)
 	}
+	_, err := os.Stat(mp)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("mountpoint %s does not exist (create it with: mkdir -p %s)", mp, mp)
 	} else if err != nil {
 		return fmt.Errorf("mountpoint %s: %w", mp, err)
 	}
-	if fstype, ok := mountedAt(mp); ok {
-		return fmt.Errorf("mountpoint %s is busy: a %s filesystem is already mounted there", mp, fstype)
-	}
 	return nil
+}
+
+// aliveWithin reports whether the filesystem at mp answers within d.
+func aliveWithin(mp string, d time.Duration) bool {
+	done := make(chan bool, 1)
+	go func() { done <- alive(mp) }() // blocks until the connection is aborted, if the daemon is stuck
+	select {
+	case ok := <-done:
+		return ok
+	case <-time.After(d):
+		return false
+	}
+}
+
+// abortFUSE aborts the FUSE connection of the mount whose device is dev
+// ("0:39"): every request waiting on it fails at once.
+func abortFUSE(dev string) {
+	_, minor, ok := strings.Cut(dev, ":")
+	if !ok {
+		return
+	}
+	const dir = "/sys/fs/fuse/connections"
+	if _, err := os.Stat(dir + "/" + minor); err != nil {
+		// The fusectl filesystem is not always mounted.
+		_ = syscall.Mount("fusectl", dir, "fusectl", 0, "")
+	}
+	_ = os.WriteFile(dir+"/"+minor+"/abort", []byte("1"), 0o200)
 }
 
 func isNotConnected(err error) bool {
@@ -316,27 +367,36 @@ func alive(mp string) bool {
 	return !isNotConnected(err)
 }
 
-// mountedAt reports whether something is mounted at mp, and its type.
-func mountedAt(mp string) (string, bool) {
+// mountInfo is what /proc/self/mountinfo says about a mount.
+type mountInfo struct {
+	fstype string
+	dev    string // major:minor
+}
+
+// mountedAt reports whether something is mounted at mp, and what.
+func mountedAt(mp string) (mountInfo, bool) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", false
+		return mountInfo{}, false
 	}
 	defer f.Close()
+	var found mountInfo
+	ok := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 10 || unescapeMount(fields[4]) != mp {
 			continue
 		}
+		found, ok = mountInfo{fstype: "unknown", dev: fields[2]}, true // the last mount at mp is the visible one
 		for i, fld := range fields {
 			if fld == "-" && i+1 < len(fields) {
-				return fields[i+1], true
+				found.fstype = fields[i+1]
+				break
 			}
 		}
-		return "unknown", true
 	}
-	return "", false
+	return found, ok
 }
 
 func unescapeMount(s string) string {
