@@ -120,3 +120,18 @@ func TestLitestream_PagefsRestoresLitestreamBucket(t *testing.T) {
 	}
 	mdb.Close()
 }
+
+// TestLitestream_RestoresPagefsFolder checks the folder layout the same way.
+func TestLitestream_RestoresPagefsFolder(t *testing.T) {
+	requireFUSE(t)
+	litestreamBin(t)
+	url := "file://" + t.TempDir()
+	p := startMountProc(t, "", "--backup", url)
+	db := openDB(t, p.Path("app.db"), "journal_mode(WAL)")
+	exec1(t, db, `CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)`)
+	backupInsert(t, db, 120)
+	db.Close()
+	backupWait(t, url, "app.db", backupHead(t, p.Data, "app.db"))
+	restored := litestreamRestore(t, url+"/app.db")
+	backupSameBytes(t, restored, filepath.Join(p.Data, ".pagefs", "files", "app.db"))
+}

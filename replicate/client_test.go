@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -247,5 +248,43 @@ func TestDestination_DBs(t *testing.T) {
 				t.Fatalf("DBs = %v, want %v", got, names)
 			}
 		})
+	}
+}
+
+// TestS3_CABundle reaches MinIO with AWS_CA_BUNDLE set (as on the machines
+// this runs on) and unset: the SDK adds the bundle's roots to pagefs's HTTP
+// client, which Litestream's own client cannot take.
+func TestS3_CABundle(t *testing.T) {
+	srv := needMinIO(t)
+	bundle := "/etc/ssl/certs/ca-certificates.crt"
+	if _, err := os.Stat(bundle); err != nil {
+		t.Skipf("no system CA bundle at %s", bundle)
+	}
+	prev, had := os.LookupEnv("AWS_CA_BUNDLE")
+	t.Cleanup(func() {
+		if had {
+			os.Setenv("AWS_CA_BUNDLE", prev)
+		} else {
+			os.Unsetenv("AWS_CA_BUNDLE")
+		}
+	})
+	bucket := srv.NewBucket(t, "cabundle")
+	for _, set := range []bool{true, false} {
+		if set {
+			os.Setenv("AWS_CA_BUNDLE", bundle)
+		} else {
+			os.Unsetenv("AWS_CA_BUNDLE")
+		}
+		c, err := replicate.NewClientFromURL(srv.URL(bucket, fmt.Sprintf("set-%v/app.db", set)), s3Creds())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := ltxtest.NewDB(4096, 60).Commit(2)
+		if _, err := c.WriteLTXFile(context.Background(), 0, 1, 1, bytes.NewReader(b)); err != nil {
+			t.Fatalf("AWS_CA_BUNDLE set=%v: %v", set, err)
+		}
+		if got := readAll(t, c, 0, 1, 1, 0, 0); !bytes.Equal(got, b) {
+			t.Fatalf("AWS_CA_BUNDLE set=%v: read back different bytes", set)
+		}
 	}
 }

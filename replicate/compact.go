@@ -12,6 +12,10 @@ import (
 	"github.com/pagefs/pagefs/ltx"
 )
 
+// firstSnapshotRetry is how soon a destination without a snapshot tries
+// again to get one.
+const firstSnapshotRetry = 30 * time.Second
+
 // maxCompactInputs bounds how many files one compaction merges, and so how
 // many streams it holds open; a longer backlog becomes several files.
 const maxCompactInputs = 256
@@ -47,6 +51,10 @@ func (r *replica) compactLoop() {
 		case <-r.closed:
 			timer.Stop()
 			return
+		case <-r.firstUpload:
+			timer.Stop()
+			next[len(levels)] = time.Now() // the first snapshot need not wait
+			continue
 		case <-timer.C:
 		}
 		if r.closing.Load() {
@@ -72,10 +80,18 @@ func (r *replica) compactLoop() {
 					errs = append(errs, fmt.Errorf("snapshot: %w", err))
 				}
 			}
-			if snapEvery > 0 {
+			r.mu.Lock()
+			none = len(r.levels[SnapshotLevel]) == 0
+			r.mu.Unlock()
+			switch {
+			case none:
+				// The attempt failed, or nothing is uploaded yet (the first
+				// upload wakes the loop): again later.
+				next[len(levels)] = now.Add(firstSnapshotRetry)
+			case snapEvery > 0:
 				next[len(levels)] = nextTick(now, snapEvery)
-			} else {
-				next[len(levels)] = now.Add(time.Minute) // only until a first one exists
+			default:
+				next[len(levels)] = now.Add(100 * 365 * 24 * time.Hour) // never again
 			}
 		}
 		if err := r.enforceRetention(ctx, now); err != nil {

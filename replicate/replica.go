@@ -52,6 +52,8 @@ type replica struct {
 	ready     chan struct{} // closed once the remote state is known
 	readyOnce sync.Once
 
+	firstUpload chan struct{} // signalled by uploads while no snapshot exists
+
 	mu          sync.Mutex
 	pos         ltx.Pos                            // what level 0 holds
 	levels      [SnapshotLevel + 1][]*ltx.FileInfo // files known to exist remotely, sorted
@@ -71,7 +73,9 @@ func newReplica(b *Backup, d *Destination, db string) *replica {
 		wake:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		ready:  make(chan struct{}),
-		state:  stateStarting,
+
+		firstUpload: make(chan struct{}, 1),
+		state:       stateStarting,
 	}
 	if pos, err := readPosFile(r.posf); err == nil {
 		r.pos = pos
@@ -246,7 +250,14 @@ func (r *replica) step(ctx context.Context, tokens *tokenBucket) error {
 	r.levels[info.Level] = append(r.levels[info.Level], info)
 	r.lastUpload = time.Now()
 	r.uploads++
+	noSnapshot := len(r.levels[SnapshotLevel]) == 0
 	r.mu.Unlock()
+	if noSnapshot {
+		select {
+		case r.firstUpload <- struct{}{}:
+		default:
+		}
+	}
 	r.held.Store(uint64(info.MaxTXID))
 	r.setState(stateOK, nil)
 	if err := writePosFile(r.posf, r.dest, info.Pos()); err != nil {
@@ -330,7 +341,7 @@ func (r *replica) tempDir() string {
 
 // Limits on one merged level-0 upload.
 const (
-	maxMergeFiles = 10000
+	maxMergeFiles = 1000
 	maxMergeBytes = 256 << 20
 )
 

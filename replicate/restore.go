@@ -101,7 +101,7 @@ func syncDir(dir string) error {
 // to prefetchMaxFile bytes are read ahead into memory, larger ones are
 // streamed when their turn comes.
 const (
-	prefetchFiles   = 16
+	prefetchFiles   = 64
 	prefetchMaxFile = 4 << 20
 )
 
@@ -125,6 +125,7 @@ func applyPlan(ctx context.Context, c Client, plan []*ltx.FileInfo, img *os.File
 		total += fi.Size
 	}
 	var pos ltx.Pos
+	br := bufio.NewReaderSize(nil, 64<<10) // reused: plans may hold many small files
 	for i, fi := range plan {
 		if i > 0 && fi.MinTXID > pos.TXID+1 {
 			return res, fileError(c, fi, fmt.Errorf("gap: the chain ends at TXID %s", pos.TXID))
@@ -147,7 +148,7 @@ func applyPlan(ctx context.Context, c Client, plan []*ltx.FileInfo, img *os.File
 			}
 			r, closer = rc, rc
 		}
-		br := bufio.NewReaderSize(r, 64<<10)
+		br.Reset(r)
 		var peek ltx.Header
 		if b, err := br.Peek(ltx.HeaderSize); err == nil {
 			_ = peek.UnmarshalBinary(b) // ApplyLTX reports a bad header

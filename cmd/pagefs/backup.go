@@ -109,10 +109,14 @@ type backupRun struct {
 // diverged one is refused) and returns the upload loop, not yet fed. It
 // runs before the mount serves anything. An unreachable destination does
 // not stop the mount: the upload loop retries it.
-func prepareBackup(ctx context.Context, cfg BackupConfig, dataDir string, log *slog.Logger) (*backupRun, error) {
+func prepareBackup(ctx context.Context, mcfg Config, log *slog.Logger) (*backupRun, error) {
+	cfg, dataDir := mcfg.BackupConfig, mcfg.Data
 	dests, err := cfg.destinations()
 	if err != nil || len(dests) == 0 {
 		return nil, err
+	}
+	if mcfg.PrimaryURL != "" {
+		return nil, fmt.Errorf("--backup on a replica (--primary-url %s): back up from the primary; a replica's chain is the primary's", mcfg.PrimaryURL)
 	}
 	if err := recoverDataDir(dataDir, log); err != nil {
 		return nil, err

@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	backup, err := prepareBackup(ctx, cfg.BackupConfig, cfg.Data, log)
+	backup, err := prepareBackup(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
