@@ -112,13 +112,19 @@ func TestLitestream_PagefsRestoresLitestreamBucket(t *testing.T) {
 		t.Fatalf("pagefs verify of Litestream's bucket: %s", out)
 	}
 
-	// Remounting against Litestream's bucket serves its database.
+	// Remounting against Litestream's bucket serves its database, and what
+	// pagefs then adds to the bucket both tools restore.
 	p := startMountProc(t, "", "--backup", url)
-	mdb := openDB(t, p.Path("app.db"))
+	mdb := openDB(t, p.Path("app.db"), "journal_mode(WAL)")
 	if n := queryInt(t, mdb, "SELECT count(*) FROM t"); n != 300 {
 		t.Fatalf("pagefs mounted Litestream's bucket with %d rows, want 300", n)
 	}
+	backupInsert(t, mdb, 50)
 	mdb.Close()
+	backupWait(t, url, "app.db", backupHead(t, p.Data, "app.db"))
+	live := filepath.Join(p.Data, ".pagefs", "files", "app.db")
+	backupSameBytes(t, backupRestore(t, url, "app.db"), live)
+	backupSameBytes(t, litestreamRestore(t, dbURL(url, "app.db")), live)
 }
 
 // TestLitestream_RestoresPagefsFolder checks the folder layout the same way.
