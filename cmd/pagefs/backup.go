@@ -199,12 +199,20 @@ func (r *backupRun) retentionFloor() func(string) uint64 {
 	return r.b.RetentionFloor
 }
 
-// onCommit is the backup's commit hook, nil without backups.
+// onCommit is the backup's commit hook, nil without backups. Only a
+// primary uploads: a replica's chain is the primary's, which the primary
+// uploads itself. A replica promoted by its lease starts uploading at its
+// first commit, from the position it persisted.
 func (r *backupRun) onCommit() func(mount.Commit) {
 	if r == nil {
 		return nil
 	}
-	return r.b.OnCommit
+	return func(c mount.Commit) {
+		if s := r.store.Load(); s != nil && s.Primary() != "" {
+			return
+		}
+		r.b.OnCommit(c)
+	}
 }
 
 // start feeds the upload loop every database the mount opened, so that
@@ -214,6 +222,9 @@ func (r *backupRun) start(store *mount.Store) {
 		return
 	}
 	r.store.Store(store)
+	if store.Primary() != "" {
+		return
+	}
 	for _, db := range store.DBs() {
 		r.b.Notify(db.Name(), uint64(db.Pos().TXID))
 	}
