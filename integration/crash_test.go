@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pagefs/pagefs/mount"
 )
 
 // writerEnv makes the test binary act as a writer process: it inserts rows
@@ -120,18 +117,6 @@ func checkAcked(t *testing.T, path string, acked []string, mode string) {
 // backing database file.
 func verifyDataDir(t *testing.T, data, name string) {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "replay.db")
-	pos, err := mount.ReplayChain(filepath.Join(data, name, "ltx", "0"), out, false)
-	if err != nil {
-		t.Fatalf("replay chain: %v", err)
-	}
-	got, _ := os.ReadFile(out)
-	want, err := os.ReadFile(filepath.Join(data, ".pagefs", "files", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("chain (TXID %s) replays to %d bytes that differ from the %d-byte database at page %d", pos.TXID, len(got), len(want), firstDiffPage(got, want, 4096))
-	}
+	pos := replayEquals(t, data, name, false)
 	t.Logf("chain of %s replays exactly to TXID %s", name, pos.TXID)
 }

@@ -20,6 +20,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/pagefs/pagefs/fuse"
+	"github.com/pagefs/pagefs/ltx"
 	"github.com/pagefs/pagefs/mount"
 )
 
@@ -190,27 +191,37 @@ func queryString(t testing.TB, db *sql.DB, q string) string {
 // checkpointed with TRUNCATE, so that the file holds the whole database.
 func (m *testMount) verifyChain(name string) {
 	m.t.Helper()
-	out := filepath.Join(m.t.TempDir(), "replay.db")
-	pos, err := mount.ReplayChain(filepath.Join(m.Data, name, "ltx", "0"), out, true)
-	if err != nil {
-		m.t.Fatalf("replay chain of %s: %v", name, err)
-	}
-	want, err := os.ReadFile(m.store.BackingPath(name))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		keepFailed(m.t, m.Data)
-		m.t.Fatalf("%s: chain (TXID %s) replays to %d bytes that differ from the %d-byte database at page %d",
-			name, pos.TXID, len(got), len(want), firstDiffPage(got, want, 4096))
-	}
+	pos := replayEquals(m.t, m.Data, name, true)
 	if db := m.store.DB(name); db != nil && db.Pos() != pos {
 		m.t.Fatalf("%s: store head %v, chain replays to %v", name, db.Pos(), pos)
 	}
+}
+
+// replayEquals replays the chain of database name in the data directory
+// onto nothing and requires the result to equal the backing database file
+// byte for byte. checkEach also checks every file's post-apply checksum
+// against the image it produces. It returns the chain's head.
+func replayEquals(t testing.TB, data, name string, checkEach bool) ltx.Pos {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "replay.db")
+	pos, err := mount.ReplayChain(filepath.Join(data, name, "ltx", "0"), out, checkEach)
+	if err != nil {
+		t.Fatalf("replay chain of %s: %v", name, err)
+	}
+	want, err := os.ReadFile(filepath.Join(data, ".pagefs", "files", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		keepFailed(t, data)
+		t.Fatalf("%s: chain (TXID %s) replays to %d bytes that differ from the %d-byte database at page %d",
+			name, pos.TXID, len(got), len(want), firstDiffPage(got, want, 4096))
+	}
+	return pos
 }
 
 // keepFailed copies a data directory to $PAGEFS_KEEP_FAILED/<test>, if set,
