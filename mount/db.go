@@ -49,7 +49,8 @@ type DB struct {
 	wal       walCursor
 	unsynced  []string // LTX files written since the last gate, not yet fsynced
 
-	hintTXID ltx.TXID // what the head hint says
+	hintTXID   ltx.TXID // what the head hint says
+	ltxDirMade bool     // ltxDir exists
 
 	hash   hash.Hash64
 	failed error // set once capture fails in a way that cannot be retried

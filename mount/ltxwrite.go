@@ -29,8 +29,11 @@ func (db *DB) pendingPath() string { return filepath.Join(db.dir, "pending.ltx")
 // newLTXWriter starts the next file of the chain. hdr's TXIDs, pre-apply
 // checksum, version and timestamp are filled in here.
 func (db *DB) newLTXWriter(hdr ltx.Header) (*ltxWriter, error) {
-	if err := os.MkdirAll(db.ltxDir, 0o755); err != nil {
-		return nil, err
+	if !db.ltxDirMade {
+		if err := os.MkdirAll(db.ltxDir, 0o755); err != nil {
+			return nil, err
+		}
+		db.ltxDirMade = true // a stat per commit otherwise
 	}
 	hdr.Version = ltx.Version
 	hdr.MinTXID = db.pos.TXID + 1

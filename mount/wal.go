@@ -143,13 +143,8 @@ func (db *DB) poll() (bool, error) {
 	if !db.walExists || db.failed != nil {
 		return false, nil
 	}
-	if db.wal.shm == nil {
-		if f, err := os.Open(db.shmPath()); err == nil {
-			db.wal.shm = f
-		}
-	}
 	mode := capturePoll
-	if db.wal.shm != nil {
+	if db.openSHM() {
 		var hdr [shmHeaderSize]byte
 		if n, _ := db.wal.shm.ReadAt(hdr[:], 0); n < shmHeaderSize || hdr == db.wal.shmHdr {
 			return false, nil
@@ -172,6 +167,19 @@ func (db *DB) poll() (bool, error) {
 	return db.pos.TXID != before, nil
 }
 
+// openSHM opens pagefs's read handle on the -shm if it is not open yet,
+// and reports whether there is one.
+func (db *DB) openSHM() bool {
+	if db.wal.shm == nil {
+		f, err := os.Open(db.shmPath())
+		if err != nil {
+			return false
+		}
+		db.wal.shm = f
+	}
+	return true
+}
+
 // walLimit returns the end of the frames SQLite considers committed in the
 // WAL whose header is hdr, or -1 if that cannot be told now.
 func (db *DB) walLimit(mode captureMode, hdr walHeader, hb []byte) int64 {
@@ -179,12 +187,8 @@ func (db *DB) walLimit(mode captureMode, hdr walHeader, hb []byte) int64 {
 	if mode == captureRecover {
 		return noLimit
 	}
-	if db.wal.shm == nil {
-		f, err := os.Open(db.shmPath())
-		if err != nil {
-			return noLimit // no wal-index file: EXCLUSIVE locking
-		}
-		db.wal.shm = f
+	if !db.openSHM() {
+		return noLimit // no wal-index file: EXCLUSIVE locking
 	}
 	frameSize := int64(walFrameHeaderSize) + int64(hdr.pageSize)
 	for try := 0; try < 100; try++ {
