@@ -84,6 +84,10 @@ type Store struct {
 	dbs     map[string]*DB // by database name
 	nextID  uint64         // last File id handed out, for traces
 	primary string         // URL of the primary when this node is a read-only replica
+	// writeUntil, when set on a primary, is when its lease may lapse: from
+	// then on the store refuses writes as a replica does, even before the
+	// lease keeper has run to demote it (the process may have been paused).
+	writeUntil time.Time
 }
 
 // PrimaryFile is the name, at the mount root, of the file that holds the
@@ -113,6 +117,26 @@ func (s *Store) SetPrimary(url string) error {
 	return os.Rename(tmp, p)
 }
 
+// SetWriteDeadline makes a primary refuse the application's writes, as a
+// replica does, from t on; the zero time removes the limit. The lease
+// keeper moves t forward at each renewal.
+func (s *Store) SetWriteDeadline(t time.Time) {
+	s.mu.Lock()
+	s.writeUntil = t
+	s.mu.Unlock()
+}
+
+// readOnly reports whether the application's writes are refused: on a
+// replica, and on a primary whose write deadline has passed.
+func (s *Store) readOnly() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.primary != "" {
+		return true
+	}
+	return !s.writeUntil.IsZero() && !time.Now().Before(s.writeUntil)
+}
+
 // Primary returns the primary's URL on a replica, or "" on a primary.
 func (s *Store) Primary() string {
 	s.mu.Lock()
@@ -123,8 +147,9 @@ func (s *Store) Primary() string {
 // WriteAllowed reports whether a caller other than pagefs may change the
 // file name: everything on a primary; on a replica, nothing that belongs to
 // a database but its -shm (readers need it), and not the .primary file.
+// A primary past its write deadline answers as a replica.
 func (s *Store) WriteAllowed(name string) bool {
-	if s.Primary() == "" {
+	if !s.readOnly() {
 		return true
 	}
 	name = path.Clean(name)

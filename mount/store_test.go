@@ -68,3 +68,36 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("head after restart %s, want %s", got, head)
 	}
 }
+
+// TestWriteAllowed_WriteDeadline: a primary whose lease may have lapsed
+// refuses the application's database writes as a replica does, even though
+// nothing has demoted it yet (its process was paused past the deadline);
+// its -shm stays writable for readers, and a renewal lifts the refusal.
+func TestWriteAllowed_WriteDeadline(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	if !s.WriteAllowed("app.db-journal") {
+		t.Fatal("a primary without a deadline refuses a journal")
+	}
+	s.SetWriteDeadline(time.Now().Add(time.Hour))
+	if !s.WriteAllowed("app.db-journal") || !s.WriteAllowed("app.db-wal") {
+		t.Fatal("a primary before its deadline refuses writes")
+	}
+	s.SetWriteDeadline(time.Now().Add(-time.Millisecond))
+	for _, name := range []string{"app.db-journal", "app.db-wal", PrimaryFile} {
+		if s.WriteAllowed(name) {
+			t.Errorf("past the deadline, %s is still writable", name)
+		}
+	}
+	if !s.WriteAllowed("app.db-shm") {
+		t.Error("past the deadline, readers' -shm is refused")
+	}
+	s.SetWriteDeadline(time.Now().Add(time.Hour)) // renewed
+	if !s.WriteAllowed("app.db-journal") {
+		t.Fatal("a renewed primary still refuses writes")
+	}
+	s.SetWriteDeadline(time.Time{})
+	if !s.WriteAllowed("app.db-wal") {
+		t.Fatal("the zero deadline does not lift the limit")
+	}
+}

@@ -156,7 +156,7 @@ func (r *replication) routes() map[string]http.Handler {
 func (r *replication) start(ctx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
-	k := &lease.Keeper{Leaser: r.leaser, OnChange: r.onChange, Logger: r.log}
+	k := &lease.Keeper{Leaser: r.leaser, OnChange: r.onChange, OnLease: r.store.SetWriteDeadline, Logger: r.log}
 	go func() {
 		defer close(r.done)
 		held := k.Run(ctx)

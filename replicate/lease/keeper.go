@@ -34,6 +34,15 @@ type Keeper struct {
 	// long, since the lease is not renewed while it runs.
 	OnChange func(Role)
 
+	// OnLease is called, from Run's goroutine, each time the lease is
+	// acquired or renewed, before the OnChange that makes the node primary,
+	// with the moment the node must stop accepting writes unless it hears
+	// of a renewal first (the zero time for a lease without TTL). A node
+	// that is paused past that moment (SIGSTOP, a stalled VM) can refuse
+	// writes as soon as it runs again, before this goroutine gets to
+	// demote it.
+	OnLease func(writeUntil time.Time)
+
 	// Logger receives role changes and lease errors. Nil discards them.
 	Logger *slog.Logger
 
@@ -70,6 +79,7 @@ func (k *Keeper) Run(ctx context.Context) *Lease {
 		case ctx.Err() != nil:
 			return nil
 		case l != nil:
+			k.leased(l)
 			set(Role{Primary: true})
 			if l = k.hold(ctx, l); l != nil {
 				return l // ctx done while primary
@@ -111,6 +121,18 @@ func (k *Keeper) margin(l *Lease) time.Duration {
 		return k.Margin
 	}
 	return l.TTL / 4
+}
+
+// leased reports a granted or renewed lease to OnLease.
+func (k *Keeper) leased(l *Lease) {
+	if k.OnLease == nil {
+		return
+	}
+	if l.TTL == 0 {
+		k.OnLease(time.Time{})
+		return
+	}
+	k.OnLease(l.Deadline().Add(-k.margin(l)))
 }
 
 // hold renews l until it is lost or ctx is done. It returns nil once the
@@ -156,6 +178,7 @@ func (k *Keeper) hold(ctx context.Context, l *Lease) *Lease {
 			}
 		default:
 			l = nl
+			k.leased(l)
 		}
 	}
 }

@@ -137,3 +137,67 @@ func TestKeeper_RenewsAndReleases(t *testing.T) {
 		t.Fatalf("roles %+v, want primary throughout", got)
 	}
 }
+
+// TestKeeper_ReportsWriteDeadline: every grant and renewal tells OnLease
+// until when the node may accept writes: before the lease's deadline, by
+// the margin, and before the node is told it is primary.
+func TestKeeper_ReportsWriteDeadline(t *testing.T) {
+	var mu sync.Mutex
+	var leases []*Lease
+	var until []time.Time
+	primaryAfter := -1
+	m := &mockLeaser{
+		AcquireFunc: func(ctx context.Context) (*Lease, error) {
+			l := &Lease{ID: 3, RenewedAt: time.Now(), TTL: 400 * time.Millisecond}
+			mu.Lock()
+			leases = append(leases, l)
+			mu.Unlock()
+			return l, nil
+		},
+		RenewFunc: func(ctx context.Context, l *Lease) (*Lease, error) {
+			nl := &Lease{ID: l.ID, RenewedAt: time.Now(), TTL: l.TTL}
+			mu.Lock()
+			leases = append(leases, nl)
+			mu.Unlock()
+			return nl, nil
+		},
+	}
+	k := &Keeper{Leaser: m, Margin: 100 * time.Millisecond,
+		OnLease: func(t time.Time) {
+			mu.Lock()
+			until = append(until, t)
+			mu.Unlock()
+		},
+		OnChange: func(r Role) {
+			mu.Lock()
+			if r.Primary && primaryAfter < 0 {
+				primaryAfter = len(until)
+			}
+			mu.Unlock()
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	for {
+		mu.Lock()
+		n := len(until)
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if primaryAfter != 1 {
+		t.Fatalf("OnChange(primary) came after %d OnLease calls, want 1 (the deadline first)", primaryAfter)
+	}
+	for i, u := range until {
+		if want := leases[i].Deadline().Add(-100 * time.Millisecond); !u.Equal(want) {
+			t.Fatalf("OnLease #%d got %v, want the lease's deadline less the margin, %v", i, u, want)
+		}
+	}
+}
