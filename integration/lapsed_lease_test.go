@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shell is a sqlite3 shell process that keeps one connection open, as an
+// application's connection pool does.
+type shell struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+	n   int
+}
+
+func startShell(t testing.TB, path string) *shell {
+	t.Helper()
+	cmd := exec.Command("sqlite3", "-batch", path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &shell{cmd: cmd, in: in, out: bufio.NewReader(pr)}
+	t.Cleanup(func() {
+		in.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); pw.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	return s
+}
+
+// run sends sql to the shell and returns what it printed, errors included.
+func (s *shell) run(t testing.TB, sql string) string {
+	t.Helper()
+	s.n++
+	marker := fmt.Sprintf("--done-%d--", s.n)
+	if _, err := fmt.Fprintf(s.in, "%s\nSELECT '%s';\n", sql, marker); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		line, err := s.out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("sqlite3 shell ended: %v; printed %q", err, out.String())
+		}
+		if strings.TrimSpace(line) == marker {
+			return out.String()
+		}
+		out.WriteString(line)
+	}
+}
+
+// TestPrimary_LapsedLeaseRefusesOpenConnections: in the rollback journal
+// modes, a connection the application opened while the node was primary
+// cannot commit once the node's lease may have lapsed (its write deadline
+// passed, before anything demoted it), because every transaction opens its
+// journal anew; a renewal lets it write again.
+func TestPrimary_LapsedLeaseRefusesOpenConnections(t *testing.T) {
+	for _, mode := range []string{"DELETE", "TRUNCATE", "PERSIST"} {
+		t.Run(mode, func(t *testing.T) {
+			m := newMount(t, "")
+			db := openDB(t, m.Path("app.db"), "journal_mode("+mode+")")
+			exec1(t, db, `CREATE TABLE t (x)`)
+			count := func() int {
+				var n int
+				if err := db.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			// The application is another process: this one is pagefs.
+			app := startShell(t, m.Path("app.db"))
+			if out := app.run(t, "PRAGMA journal_mode="+mode+"; INSERT INTO t VALUES ('before');"); strings.Contains(out, "rror") {
+				t.Fatalf("write on the primary: %s", out)
+			}
+			m.store.SetWriteDeadline(time.Now().Add(-time.Millisecond))
+			out := app.run(t, "INSERT INTO t VALUES ('lapsed');")
+			if !strings.Contains(out, "rror") {
+				t.Fatalf("an open connection wrote past the write deadline: %q", out)
+			}
+			if n := count(); n != 1 {
+				t.Fatalf("%d rows after the refused write, want 1", n)
+			}
+			m.store.SetWriteDeadline(time.Now().Add(time.Hour))
+			if out := app.run(t, "INSERT INTO t VALUES ('renewed');"); strings.Contains(out, "rror") {
+				t.Fatalf("write after a renewal: %s", out)
+			}
+			if n := count(); n != 2 {
+				t.Fatalf("%d rows after the renewal, want 2", n)
+			}
+			t.Logf("refused with: %s", strings.TrimSpace(out))
+		})
+	}
+}
