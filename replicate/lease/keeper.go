@@ -123,16 +123,20 @@ func (k *Keeper) margin(l *Lease) time.Duration {
 	return l.TTL / 4
 }
 
+// demoteAt returns when the node stops being primary unless l is renewed
+// first: Margin before the lease's deadline. The zero time means never.
+func (k *Keeper) demoteAt(l *Lease) time.Time {
+	if l.TTL == 0 {
+		return time.Time{}
+	}
+	return l.Deadline().Add(-k.margin(l))
+}
+
 // leased reports a granted or renewed lease to OnLease.
 func (k *Keeper) leased(l *Lease) {
-	if k.OnLease == nil {
-		return
+	if k.OnLease != nil {
+		k.OnLease(k.demoteAt(l))
 	}
-	if l.TTL == 0 {
-		k.OnLease(time.Time{})
-		return
-	}
-	k.OnLease(l.Deadline().Add(-k.margin(l)))
 }
 
 // hold renews l until it is lost or ctx is done. It returns nil once the
@@ -143,7 +147,7 @@ func (k *Keeper) hold(ctx context.Context, l *Lease) *Lease {
 			<-ctx.Done() // a static lease never expires
 			return l
 		}
-		demoteAt := l.Deadline().Add(-k.margin(l))
+		demoteAt := k.demoteAt(l)
 		renewAt := l.RenewedAt.Add(l.TTL / 3)
 		now := k.now()
 		if !now.Before(demoteAt) {
