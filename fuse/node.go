@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -72,6 +74,36 @@ func callerIsSelf(ctx context.Context) bool {
 
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND
 
+// markWriter tells the store when the application opens a -wal for
+// writing: such a connection can commit without pagefs seeing it, until it
+// closes, even after this node stops being primary.
+func markWriter(ctx context.Context, f *mount.File, flags uint32) {
+	if f.Kind() != mount.KindWAL || flags&(syscall.O_WRONLY|syscall.O_RDWR) == 0 || callerIsSelf(ctx) {
+		return
+	}
+	f.MarkApplicationWriter(callerPID(ctx))
+}
+
+// callerPID returns the process of the thread that made the request, or 0
+// when it cannot be known (the thread has exited).
+func callerPID(ctx context.Context) int {
+	c, ok := gofuse.FromContext(ctx)
+	if !ok {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			pid, _ := strconv.Atoi(strings.TrimSpace(v))
+			return pid
+		}
+	}
+	return 0
+}
+
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&writeFlags != 0 && n.refuseWrite(ctx, n.name()) {
 		return nil, 0, syscall.EACCES
@@ -80,6 +112,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, mount.Errno(err)
 	}
+	markWriter(ctx, f, flags)
 	return newHandle(f, !n.noPassthrough)
 }
 
@@ -103,6 +136,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, mount.Errno(err)
 	}
+	markWriter(ctx, f, flags)
 	h, fuseFlags, errno := newHandle(f, !n.noPassthrough)
 	return ch, h, fuseFlags, errno
 }

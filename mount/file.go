@@ -24,6 +24,9 @@ type File struct {
 	// right after closing it, and a flushed handle does not keep the
 	// journal's inode from being recycled.
 	flushed bool
+
+	writable  bool // the caller asked for writing
+	appWriter bool // counted by MarkApplicationWriter
 }
 
 func (s *Store) trace(op TraceOp) { s.cfg.Tracer.record(op) }
@@ -42,6 +45,7 @@ func (s *Store) OpenFile(name string, flag int, perm os.FileMode) (*File, error)
 			return nil, err
 		}
 	}
+	writable := writeFlag(flag)
 	trunc := flag&os.O_TRUNC != 0 && kind != KindSHM
 	if trunc {
 		flag &^= os.O_TRUNC
@@ -63,7 +67,7 @@ func (s *Store) OpenFile(name string, flag int, perm os.FileMode) (*File, error)
 	if err != nil {
 		return nil, err
 	}
-	file := &File{store: s, name: name, kind: kind, db: db, f: f}
+	file := &File{store: s, name: name, kind: kind, db: db, f: f, writable: writable}
 	if s.cfg.Tracer != nil {
 		s.mu.Lock()
 		s.nextID++
@@ -205,6 +209,7 @@ func (f *File) Close() error {
 		f.store.trace(TraceOp{Op: "close", File: f.id})
 	}
 	err := f.f.Close()
+	f.forgetWriter()
 	if f.kind == KindJournal {
 		f.db.mu.Lock()
 		if !f.flushed {

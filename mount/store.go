@@ -54,6 +54,13 @@ type Config struct {
 	// call back into the Store.
 	OnCommit func(c Commit)
 
+	// OnWALWriters, if set, is called with open=true when the application
+	// first holds the -wal of database db open for writing, and with
+	// open=false when it no longer does (see Store.WALWriters). Calls for
+	// one store are serialised; they must return quickly and must not call
+	// back into the Store.
+	OnWALWriters func(db string, open bool)
+
 	// Tracer, if set, records every operation the Store performs on files,
 	// for tests that replay what SQLite did.
 	Tracer *Tracer
@@ -88,6 +95,9 @@ type Store struct {
 	// then on the store refuses writes as a replica does, even before the
 	// lease keeper has run to demote it (the process may have been paused).
 	writeUntil time.Time
+
+	wmu        sync.Mutex
+	walWriters map[string]map[*File]int // database name -> the application's writable -wal handles -> pid
 }
 
 // PrimaryFile is the name, at the mount root, of the file that holds the

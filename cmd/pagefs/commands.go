@@ -12,6 +12,7 @@ func commands() []*cli.Command {
 		verifyCommand(),
 		statusCommand(),
 		versionCommand(),
+		fenceCommand(),
 	}
 }
 

@@ -189,7 +189,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if fn := backup.onCommit(); fn != nil {
 		hooks.add(fn)
 	}
+	fc := startFence(cfg.ReplicationConfig, log)
+	closeFence := func() {
+		if fc != nil {
+			_ = fc.Close()
+		}
+	}
 	store, err := openStore(mount.Config{
+		OnWALWriters:     walWritersHook(fc, mp),
 		RetentionFloor:   backup.retentionFloor(),
 		OnCommit:         hooks.call,
 		DataDir:          cfg.Data,
@@ -200,15 +207,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RetentionCount:   cfg.Retention.Count,
 	})
 	if err != nil {
+		closeFence()
 		return err
 	}
-	repl, err := newReplication(cfg.ReplicationConfig, store, mp, log, hooks)
+	repl, err := newReplication(cfg.ReplicationConfig, store, mp, log, hooks, fc)
 	if err != nil {
+		closeFence()
 		store.Close()
 		return err
 	}
 	srv, err := fuse.Mount(mp, store, fuse.Options{Logger: log, Debug: cfg.fuseDebug})
 	if err != nil {
+		closeFence()
 		store.Close()
 		return err
 	}
@@ -216,6 +226,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var httpSrv *statusServer
 	if cfg.HTTPAddr != "" {
 		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log, repl.routes(), repl.decorate); err != nil {
+			closeFence()
 			_ = unmount(srv, mp, log)
 			store.Close()
 			return err
@@ -226,6 +237,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	<-ctx.Done()
 	log.Info("unmounting", "mountpoint", mp)
 	repl.stop()
+	closeFence() // its files are open on the mount
 	if httpSrv != nil {
 		httpSrv.close()
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pagefs/pagefs/mount"
+	"github.com/pagefs/pagefs/replicate/fence"
 	"github.com/pagefs/pagefs/replicate/lease"
 	"github.com/pagefs/pagefs/replicate/peer"
 )
@@ -105,6 +106,7 @@ type replication struct {
 	server   *peer.Server
 	applier  *peer.Applier
 	follower *peer.Follower
+	fence    *fence.Client // nil unless the role comes from a lease with a deadline
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -118,8 +120,8 @@ type replication struct {
 
 // newReplication sets the node up and, before the mount serves anything,
 // makes it refuse writes unless it is a static primary.
-func newReplication(cfg ReplicationConfig, store *mount.Store, mountpoint string, log *slog.Logger, hooks *commitHooks) (*replication, error) {
-	r := &replication{cfg: cfg, store: store, log: log}
+func newReplication(cfg ReplicationConfig, store *mount.Store, mountpoint string, log *slog.Logger, hooks *commitHooks, fc *fence.Client) (*replication, error) {
+	r := &replication{cfg: cfg, store: store, log: log, fence: fc}
 	switch cfg.Lease {
 	case lease.EtcdType:
 		l, err := lease.NewEtcd(lease.EtcdConfig{Endpoints: cfg.EtcdEndpoints, Key: cfg.EtcdKey, AdvertiseURL: cfg.AdvertiseURL, TTL: time.Duration(cfg.LeaseTTL)})
@@ -156,7 +158,7 @@ func (r *replication) routes() map[string]http.Handler {
 func (r *replication) start(ctx context.Context) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
-	k := &lease.Keeper{Leaser: r.leaser, OnChange: r.onChange, OnLease: r.store.SetWriteDeadline, Logger: r.log}
+	k := &lease.Keeper{Leaser: r.leaser, OnChange: r.onChange, OnLease: r.onLease, Logger: r.log}
 	go func() {
 		defer close(r.done)
 		held := k.Run(ctx)
@@ -166,12 +168,25 @@ func (r *replication) start(ctx context.Context) {
 	}()
 }
 
+// onLease moves the write deadline at each grant and renewal: the store
+// refuses new writes past it, and the fence locks out the connections that
+// are already open.
+func (r *replication) onLease(writeUntil time.Time) {
+	r.store.SetWriteDeadline(writeUntil)
+	if r.fence != nil {
+		r.fence.Until(writeUntil)
+	}
+}
+
 // onChange applies a role decided by the keeper. A demotion refuses writes
 // first.
 func (r *replication) onChange(role lease.Role) {
 	r.mu.Lock()
 	r.role = role
 	r.mu.Unlock()
+	if !role.Primary && r.fence != nil {
+		r.fence.Hold()
+	}
 	if role.Primary {
 		r.stopFollowing()
 		if err := r.store.SetPrimary(""); err != nil {

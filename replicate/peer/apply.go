@@ -113,6 +113,20 @@ func (e *MismatchError) Error() string {
 	return fmt.Sprintf("database %s: after applying TXID %s the replica is at %s, the primary at %s", e.DB, e.Want.TXID, e.Got, e.Want)
 }
 
+// WritersOpenError is returned, and nothing applied, while processes that
+// opened a WAL database for writing when this node was primary still hold
+// it open. Such a connection can commit frames pagefs never sees, so the
+// replica applies nothing to that database until the connections close; the
+// lease fence keeps them from committing meanwhile.
+type WritersOpenError struct {
+	DB   string
+	PIDs []int
+}
+
+func (e *WritersOpenError) Error() string {
+	return fmt.Sprintf("database %s: processes %v still hold it open for writing from when this node was primary; the replica applies nothing to it until they close it", e.DB, e.PIDs)
+}
+
 // Apply applies the LTX file r (size bytes) to database name and returns
 // the replica's position after it. The file is decoded and verified
 // completely before any page of it is applied. A snapshot replaces the
@@ -125,6 +139,9 @@ func (a *Applier) Apply(ctx context.Context, name string, r io.ReaderAt, size in
 		return ltx.Pos{}, fmt.Errorf("database %s: LTX file from the primary: %w", name, err)
 	}
 	hdr, want := dec.Header(), dec.PostApplyPos()
+	if pids := a.store.WALWriters(name); len(pids) > 0 {
+		return ltx.Pos{}, &WritersOpenError{DB: name, PIDs: pids}
+	}
 	if hdr.IsSnapshot() {
 		if snapshotPath == "" {
 			return ltx.Pos{}, errors.New("snapshot without a path")

@@ -1,0 +1,197 @@
+package fence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// WriteLockByte is the offset, in a -shm file, of the byte SQLite locks
+// exclusively to write the WAL (WAL_WRITE_LOCK).
+const WriteLockByte = 120
+
+// Holder is the loop of the fence process: it applies commands to a State,
+// opens the covered files and locks or unlocks them as the State says.
+type Holder struct {
+	// Events receives one line per change: "fenced PATH", "lifted PATH" or
+	// "error PATH: MESSAGE". Nil discards them.
+	Events io.Writer
+	// RetryInterval is how often a lock is retried while a connection holds
+	// the write lock (it is committing). Zero means 1ms.
+	RetryInterval time.Duration
+	// ReopenInterval is how long the Holder waits before it retries a file
+	// it could not open. Zero means 100ms.
+	ReopenInterval time.Duration
+
+	state   State
+	files   map[string]*heldFile
+	opening map[string]bool
+	opened  chan openResult
+	done    chan struct{} // closed when Run returns
+}
+
+type heldFile struct {
+	f      *os.File
+	locked bool
+}
+
+type openResult struct {
+	path string
+	f    *os.File
+	err  error
+}
+
+// Run executes commands until cmds is closed or ctx is done, then closes
+// every file, which releases its lock.
+func (h *Holder) Run(ctx context.Context, cmds <-chan Command) error {
+	h.files, h.opening = map[string]*heldFile{}, map[string]bool{}
+	h.opened, h.done = make(chan openResult), make(chan struct{})
+	defer h.closeAll()
+	retry := h.RetryInterval
+	if retry <= 0 {
+		retry = time.Millisecond
+	}
+	for {
+		now := time.Now()
+		var wake <-chan time.Time
+		if h.reconcile(now) {
+			wake = time.After(retry)
+		} else if t, ok := h.state.Wake(now); ok {
+			wake = time.After(t.Sub(now))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case c, ok := <-cmds:
+			if !ok {
+				return nil
+			}
+			h.apply(c)
+		case r := <-h.opened:
+			h.adopt(r)
+		case <-wake:
+		}
+	}
+}
+
+func (h *Holder) apply(c Command) {
+	h.state.Apply(c)
+	switch c.Op {
+	case OpTrack:
+		if h.files[c.Path] == nil && !h.opening[c.Path] {
+			h.open(c.Path, 0)
+		}
+	case OpUntrack:
+		if f := h.files[c.Path]; f != nil {
+			delete(h.files, c.Path)
+			f.f.Close()
+			if f.locked {
+				h.event("lifted", c.Path, nil)
+			}
+		}
+	}
+}
+
+// open opens path in the background after delay: the file lives on
+// pagefs's mount, and pagefs may be stopped, which is when the fence
+// matters most.
+func (h *Holder) open(path string, delay time.Duration) {
+	h.opening[path] = true
+	go func() {
+		time.Sleep(delay)
+		f, err := os.Open(path)
+		select {
+		case h.opened <- openResult{path: path, f: f, err: err}:
+		case <-h.done:
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+}
+
+func (h *Holder) adopt(r openResult) {
+	delete(h.opening, r.path)
+	tracked := false
+	for _, p := range h.state.Files() {
+		tracked = tracked || p == r.path
+	}
+	switch {
+	case !tracked:
+		if r.f != nil {
+			r.f.Close()
+		}
+	case r.err != nil:
+		h.event("error", r.path, r.err)
+		reopen := h.ReopenInterval
+		if reopen <= 0 {
+			reopen = 100 * time.Millisecond
+		}
+		h.open(r.path, reopen)
+	default:
+		h.files[r.path] = &heldFile{f: r.f}
+	}
+}
+
+// reconcile locks or unlocks every open file as the state says at now. It
+// reports whether a lock must be retried.
+func (h *Holder) reconcile(now time.Time) (retry bool) {
+	want := h.state.Locked(now)
+	for p, f := range h.files {
+		switch {
+		case want && !f.locked:
+			err := setLock(f.f, unix.F_RDLCK)
+			if err == nil {
+				f.locked = true
+				h.event("fenced", p, nil)
+				continue
+			}
+			if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) {
+				h.event("error", p, err)
+			}
+			retry = true
+		case !want && f.locked:
+			if err := setLock(f.f, unix.F_UNLCK); err != nil {
+				h.event("error", p, err)
+				continue
+			}
+			f.locked = false
+			h.event("lifted", p, nil)
+		}
+	}
+	return retry
+}
+
+func (h *Holder) closeAll() {
+	for p, f := range h.files {
+		f.f.Close()
+		delete(h.files, p)
+	}
+	// Files still opening close as their opens return; an open may wait on
+	// a stopped pagefs, so Run does not wait for them.
+	close(h.done)
+}
+
+func (h *Holder) event(what, path string, err error) {
+	if h.Events == nil {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(h.Events, "%s %s: %v\n", what, path, err)
+		return
+	}
+	fmt.Fprintf(h.Events, "%s %s\n", what, path)
+}
+
+// setLock sets (F_RDLCK) or clears (F_UNLCK) this process's lock on the
+// write-lock byte of f, without waiting.
+func setLock(f *os.File, typ int16) error {
+	lk := unix.Flock_t{Type: typ, Whence: io.SeekStart, Start: WriteLockByte, Len: 1}
+	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+}
