@@ -74,14 +74,15 @@ func callerIsSelf(ctx context.Context) bool {
 
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall.O_APPEND
 
-// markWriter tells the store when the application opens a -wal for
-// writing: such a connection can commit without pagefs seeing it, until it
-// closes, even after this node stops being primary.
-func markWriter(ctx context.Context, f *mount.File, flags uint32) {
-	if f.Kind() != mount.KindWAL || flags&(syscall.O_WRONLY|syscall.O_RDWR) == 0 || callerIsSelf(ctx) {
+// markApplication tells the store when the application opens a -wal or
+// -shm for writing: such a connection can commit without pagefs seeing
+// it, until it closes, even after this node stops being primary.
+func markApplication(ctx context.Context, f *mount.File, flags uint32) {
+	k := f.Kind()
+	if (k != mount.KindWAL && k != mount.KindSHM) || flags&(syscall.O_WRONLY|syscall.O_RDWR) == 0 || callerIsSelf(ctx) {
 		return
 	}
-	f.MarkApplicationWriter(callerPID(ctx))
+	f.MarkApplication(callerPID(ctx))
 }
 
 // callerPID returns the process of the thread that made the request, or 0
@@ -112,7 +113,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, mount.Errno(err)
 	}
-	markWriter(ctx, f, flags)
+	markApplication(ctx, f, flags)
 	return newHandle(f, !n.noPassthrough)
 }
 
@@ -136,7 +137,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, mount.Errno(err)
 	}
-	markWriter(ctx, f, flags)
+	markApplication(ctx, f, flags)
 	h, fuseFlags, errno := newHandle(f, !n.noPassthrough)
 	return ch, h, fuseFlags, errno
 }

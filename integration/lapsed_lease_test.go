@@ -13,10 +13,11 @@ import (
 // shell is a sqlite3 shell process that keeps one connection open, as an
 // application's connection pool does.
 type shell struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-	n   int
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	n    int
+	done chan struct{} // closed when the process has exited
 }
 
 func startShell(t testing.TB, path string) *shell {
@@ -31,36 +32,48 @@ func startShell(t testing.TB, path string) *shell {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &shell{cmd: cmd, in: in, out: bufio.NewReader(pr)}
-	t.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); pw.Close(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	s := &shell{cmd: cmd, in: in, out: bufio.NewReader(pr), done: make(chan struct{})}
+	go func() { cmd.Wait(); pw.Close(); close(s.done) }()
+	t.Cleanup(func() { s.close() })
 	return s
+}
+
+// close ends the shell, which closes its connection, and waits for it.
+func (s *shell) close() {
+	s.in.Close()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 // run sends sql to the shell and returns what it printed, errors included.
 func (s *shell) run(t testing.TB, sql string) string {
 	t.Helper()
+	out, err := s.send(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// send is run for a goroutine other than the test's.
+func (s *shell) send(sql string) (string, error) {
 	s.n++
 	marker := fmt.Sprintf("--done-%d--", s.n)
 	if _, err := fmt.Fprintf(s.in, "%s\nSELECT '%s';\n", sql, marker); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	var out strings.Builder
 	for {
 		line, err := s.out.ReadString('\n')
 		if err != nil {
-			t.Fatalf("sqlite3 shell ended: %v; printed %q", err, out.String())
+			return "", fmt.Errorf("sqlite3 shell ended: %v; printed %q", err, out.String())
 		}
 		if strings.TrimSpace(line) == marker {
-			return out.String()
+			return out.String(), nil
 		}
 		out.WriteString(line)
 	}

@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -128,8 +130,10 @@ func TestReplication_EtcdRejoinDiverged(t *testing.T) {
 }
 
 // TestReplication_EtcdPausedPrimary: a primary paused with SIGSTOP loses
-// its lease; once resumed it refuses the application's writes and follows
-// the new primary.
+// its lease. Once resumed it refuses the application's writes, on new
+// connections and, through the fence, on a WAL connection opened while it
+// was primary. It applies nothing while that connection is open, and
+// follows the new primary once it closes.
 func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	a := startEtcdNode(t, etcd)
@@ -137,25 +141,105 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	b := startEtcdNode(t, etcd)
 	waitRole(t, b, "replica", 10*time.Second)
 	insert(t, a, "app.db", "1")
-	waitFor(t, "b to follow", 30*time.Second, func() bool { return rows(t, b, "app.db") == "1" })
+	old := startShell(t, a.Path("app.db"))
+	if out := old.run(t, "INSERT INTO t VALUES ('open');"); out != "" {
+		t.Fatalf("write on the primary's open connection: %s", out)
+	}
+	waitFor(t, "b to follow", 30*time.Second, func() bool { return rows(t, b, "app.db") == "1,open" })
+	// The fence opens the -shm a moment after the connection first does.
+	waitFor(t, "a's fence to hold the -shm open", 10*time.Second, func() bool { return fenceHolds(t, a.Pid(), a.Path("app.db-shm")) })
 
 	if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	paused := time.Now()
 	waitRole(t, b, "primary", 3*leaseTTL+5*time.Second)
+	t.Logf("b is primary %s after a was paused", time.Since(paused).Round(10*time.Millisecond))
 	insert(t, b, "app.db", "2")
+	// The open connection writes while a is stopped: SQLite may wait on
+	// the stopped daemon (an attribute lookup), so the write runs aside.
+	stale := make(chan string, 1)
+	go func() {
+		out, err := old.send("INSERT INTO t VALUES ('stale');")
+		if err != nil {
+			out = err.Error()
+		}
+		stale <- out
+	}()
+	time.Sleep(200 * time.Millisecond)
 	if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case out := <-stale:
+		if !strings.Contains(out, "database is locked") {
+			t.Fatalf("write on a connection opened while primary, after the lease lapsed: %q", out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the open connection's write did not return after the resume")
+	}
 	out := sqlite3Fails(t, a.Path("app.db"), "INSERT INTO t VALUES ('paused');")
 	if !strings.Contains(out, "readonly") {
-		t.Fatalf("write on the resumed old primary: %s", out)
+		t.Fatalf("write on a new connection on the resumed old primary: %s", out)
 	}
 	waitRole(t, a, "replica", 10*time.Second)
-	waitConverged(t, b, a, "app.db")
-	if got := rows(t, a, "app.db"); got != "1,2" {
-		t.Fatalf("resumed node holds %q, want 1,2", got)
+	if !strings.Contains(a.logText(), "fence: the application's connections can no longer commit") {
+		t.Fatalf("a's log does not report the fence:\n%s", a.logText())
 	}
+
+	// While the connection stays open, a applies nothing and says why.
+	pid := strconv.Itoa(old.cmd.Process.Pid)
+	waitFor(t, "a to report the open writer", 30*time.Second, func() bool {
+		st, ok := a.status(t)
+		return ok && st.Replication != nil && strings.Contains(st.Replication.LastError, pid)
+	})
+	if out := old.run(t, "INSERT INTO t VALUES ('stale2');"); !strings.Contains(out, "database is locked") {
+		t.Fatalf("second write on the open connection: %q", out)
+	}
+	if got := strings.TrimSpace(old.run(t, "SELECT group_concat(v, ',') FROM t;")); got != "1,open" {
+		t.Fatalf("the open connection reads %q, want its last view 1,open", got)
+	}
+	if got := rows(t, b, "app.db"); got != "1,open,2" {
+		t.Fatalf("new primary holds %q, want 1,open,2", got)
+	}
+
+	old.close()
+	waitConverged(t, b, a, "app.db")
+	if got := rows(t, a, "app.db"); got != "1,open,2" {
+		t.Fatalf("resumed node holds %q, want 1,open,2", got)
+	}
+	if got := strings.TrimSpace(sqlite3(t, a.Path("app.db"), "PRAGMA integrity_check;")); got != "ok" {
+		t.Fatalf("integrity_check on a: %s", got)
+	}
+}
+
+// fenceHolds reports whether the fence process of the pagefs at pid has
+// path open.
+func fenceHolds(t testing.TB, pid int, path string) bool {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		dir := filepath.Dir(st)
+		if cmd, _ := os.ReadFile(dir + "/cmdline"); !bytes.Contains(cmd, []byte("\x00fence")) {
+			continue
+		}
+		fds, _ := filepath.Glob(dir + "/fd/*")
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fd); l == path {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // settleNode checkpoints a database on a node so its capture is final.

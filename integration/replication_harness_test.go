@@ -52,6 +52,7 @@ type statusDoc struct {
 	Replication *struct {
 		Primary   string `json:"primary"`
 		Connected bool   `json:"connected"`
+		LastError string `json:"last_error"`
 		Lag       map[string]struct {
 			Samples int     `json:"samples"`
 			P50Ms   float64 `json:"p50_ms"`

@@ -25,8 +25,8 @@ type File struct {
 	// journal's inode from being recycled.
 	flushed bool
 
-	writable  bool // the caller asked for writing
-	appWriter bool // counted by MarkApplicationWriter
+	writable bool // the caller asked for writing
+	app      bool // counted by MarkApplication
 }
 
 func (s *Store) trace(op TraceOp) { s.cfg.Tracer.record(op) }
@@ -209,7 +209,7 @@ func (f *File) Close() error {
 		f.store.trace(TraceOp{Op: "close", File: f.id})
 	}
 	err := f.f.Close()
-	f.forgetWriter()
+	f.forgetApplication()
 	if f.kind == KindJournal {
 		f.db.mu.Lock()
 		if !f.flushed {

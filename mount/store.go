@@ -55,8 +55,9 @@ type Config struct {
 	OnCommit func(c Commit)
 
 	// OnWALWriters, if set, is called with open=true when the application
-	// first holds the -wal of database db open for writing, and with
-	// open=false when it no longer does (see Store.WALWriters). Calls for
+	// comes to hold the -wal of database db open for writing and its -shm
+	// open, and with open=false when it no longer holds both (see
+	// Store.WALWriters). The -shm exists while open is true. Calls for
 	// one store are serialised; they must return quickly and must not call
 	// back into the Store.
 	OnWALWriters func(db string, open bool)
@@ -98,6 +99,7 @@ type Store struct {
 
 	wmu        sync.Mutex
 	walWriters map[string]map[*File]int // database name -> the application's writable -wal handles -> pid
+	appSHM     map[string]int           // database name -> the application's writable -shm handles
 }
 
 // PrimaryFile is the name, at the mount root, of the file that holds the

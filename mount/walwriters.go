@@ -14,47 +14,66 @@ import (
 // it applies the primary's transactions, and so that the lease fence knows
 // which databases to lock against them.
 
-// MarkApplicationWriter records that process pid, not pagefs, opened f
-// for writing. It matters only for a -wal; other files are ignored.
-func (f *File) MarkApplicationWriter(pid int) {
-	if f.kind != KindWAL || !f.writable {
+// MarkApplication records that process pid, not pagefs, opened f for
+// writing. It matters only for a -wal or a -shm; other files are ignored.
+func (f *File) MarkApplication(pid int) {
+	if (f.kind != KindWAL && f.kind != KindSHM) || !f.writable {
 		return
 	}
 	s := f.store
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	base := f.db.name
-	if s.walWriters == nil {
-		s.walWriters = map[string]map[*File]int{}
+	was := s.exposedLocked(f.db.name)
+	if f.kind == KindWAL {
+		if s.walWriters == nil {
+			s.walWriters = map[string]map[*File]int{}
+		}
+		w := s.walWriters[f.db.name]
+		if w == nil {
+			w = map[*File]int{}
+			s.walWriters[f.db.name] = w
+		}
+		w[f] = pid
+	} else {
+		if s.appSHM == nil {
+			s.appSHM = map[string]int{}
+		}
+		s.appSHM[f.db.name]++
 	}
-	w := s.walWriters[base]
-	if w == nil {
-		w = map[*File]int{}
-		s.walWriters[base] = w
-	}
-	w[f] = pid
-	f.appWriter = true
-	if len(w) == 1 && s.cfg.OnWALWriters != nil {
-		s.cfg.OnWALWriters(base, true)
-	}
+	f.app = true
+	s.exposureChanged(f.db.name, was)
 }
 
-// forgetWriter undoes MarkApplicationWriter when f closes.
-func (f *File) forgetWriter() {
-	if !f.appWriter {
+// forgetApplication undoes MarkApplication when f closes.
+func (f *File) forgetApplication() {
+	if !f.app {
 		return
 	}
 	s := f.store
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	base := f.db.name
-	w := s.walWriters[base]
-	delete(w, f)
-	if len(w) == 0 {
-		delete(s.walWriters, base)
-		if s.cfg.OnWALWriters != nil {
-			s.cfg.OnWALWriters(base, false)
+	was := s.exposedLocked(base)
+	if f.kind == KindWAL {
+		delete(s.walWriters[base], f)
+		if len(s.walWriters[base]) == 0 {
+			delete(s.walWriters, base)
 		}
+	} else if s.appSHM[base]--; s.appSHM[base] <= 0 {
+		delete(s.appSHM, base)
+	}
+	s.exposureChanged(base, was)
+}
+
+// exposedLocked reports whether the application holds the -wal of db open
+// for writing and its -shm open, which then exists and can be locked.
+func (s *Store) exposedLocked(db string) bool {
+	return len(s.walWriters[db]) > 0 && s.appSHM[db] > 0
+}
+
+func (s *Store) exposureChanged(db string, was bool) {
+	if now := s.exposedLocked(db); now != was && s.cfg.OnWALWriters != nil {
+		s.cfg.OnWALWriters(db, now)
 	}
 }
 

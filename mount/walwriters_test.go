@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// The store counts the application's writable -wal handles per database
-// and reports when the first opens and the last closes.
+// The store counts the application's writable -wal handles per database,
+// and reports when the application comes to hold both a writable -wal and
+// the -shm (which then exists, for the fence to lock) and when it stops.
 func TestWALWriters_CountsTheApplicationsWritableWALHandles(t *testing.T) {
 	type change struct {
 		db   string
@@ -31,33 +32,46 @@ func TestWALWriters_CountsTheApplicationsWritableWALHandles(t *testing.T) {
 			t.Fatal(err)
 		}
 		if pid != 0 {
-			f.MarkApplicationWriter(pid)
+			f.MarkApplication(pid)
 		}
 		return f
 	}
+	expect := func(want ...change) {
+		t.Helper()
+		if !reflect.DeepEqual(changes, want) {
+			t.Fatalf("hook saw %v, want %v", changes, want)
+		}
+	}
 	w1 := open("app.db-wal", os.O_RDWR, 300)
+	expect() // no -shm yet
+	shm := open("app.db-shm", os.O_RDWR, 300)
+	expect(change{"app.db", true})
 	w2 := open("app.db-wal", os.O_RDWR, 200)
 	w3 := open("app.db-wal", os.O_RDWR, 300)
-	reader := open("app.db-wal", os.O_RDONLY, 400) // cannot write: not counted
-	shm := open("app.db-shm", os.O_RDWR, 500)      // not a -wal: not counted
-	own := open("app.db-wal", os.O_RDWR, 0)        // pagefs's own: never marked
+	reader := open("app.db-wal", os.O_RDONLY, 400)   // cannot write: not counted
+	fenceSHM := open("app.db-shm", os.O_RDONLY, 500) // the fence's own: read-only, not counted
+	own := open("app.db-wal", os.O_RDWR, 0)          // pagefs's own: never marked
 	if got, want := s.WALWriters("app.db"), []int{200, 300}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("writers %v, want %v", got, want)
 	}
 	if got := s.WALWriters("other.db"); len(got) != 0 {
 		t.Fatalf("other.db has writers %v", got)
 	}
-	for _, f := range []*File{reader, shm, own, w1, w2} {
+	for _, f := range []*File{reader, fenceSHM, own, w1, w2} {
 		f.Close()
 	}
 	if got, want := s.WALWriters("app.db"), []int{300}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("writers %v after closing two, want %v", got, want)
 	}
+	expect(change{"app.db", true})
+	shm.Close()
+	expect(change{"app.db", true}, change{"app.db", false})
+	shm = open("app.db-shm", os.O_RDWR, 300)
+	expect(change{"app.db", true}, change{"app.db", false}, change{"app.db", true})
 	w3.Close()
 	if got := s.WALWriters("app.db"); len(got) != 0 {
-		t.Fatalf("writers %v after every handle closed", got)
+		t.Fatalf("writers %v after every -wal handle closed", got)
 	}
-	if want := []change{{"app.db", true}, {"app.db", false}}; !reflect.DeepEqual(changes, want) {
-		t.Fatalf("hook saw %v, want %v", changes, want)
-	}
+	expect(change{"app.db", true}, change{"app.db", false}, change{"app.db", true}, change{"app.db", false})
+	shm.Close()
 }

@@ -25,8 +25,10 @@ type Holder struct {
 	// RetryInterval is how often a lock is retried while a connection holds
 	// the write lock (it is committing). Zero means 1ms.
 	RetryInterval time.Duration
-	// ReopenInterval is how long the Holder waits before it retries a file
-	// it could not open. Zero means 100ms.
+	// ReopenInterval is the longest the Holder waits before it retries a
+	// file it could not open; it starts at 1ms and doubles. Zero means
+	// 100ms. A file is usually tracked while the application's open of it
+	// is in flight, so the first open can miss it by a millisecond.
 	ReopenInterval time.Duration
 
 	state   State
@@ -42,9 +44,10 @@ type heldFile struct {
 }
 
 type openResult struct {
-	path string
-	f    *os.File
-	err  error
+	path    string
+	attempt int
+	f       *os.File
+	err     error
 }
 
 // Run executes commands until cmds is closed or ctx is done, then closes
@@ -101,13 +104,21 @@ func (h *Holder) apply(c Command) {
 // open opens path in the background after delay: the file lives on
 // pagefs's mount, and pagefs may be stopped, which is when the fence
 // matters most.
-func (h *Holder) open(path string, delay time.Duration) {
+func (h *Holder) open(path string, attempt int) {
 	h.opening[path] = true
+	limit := h.ReopenInterval
+	if limit <= 0 {
+		limit = 100 * time.Millisecond
+	}
+	var delay time.Duration
+	if attempt > 0 {
+		delay = min(time.Millisecond<<min(attempt-1, 20), limit)
+	}
 	go func() {
 		time.Sleep(delay)
 		f, err := os.Open(path)
 		select {
-		case h.opened <- openResult{path: path, f: f, err: err}:
+		case h.opened <- openResult{path: path, attempt: attempt, f: f, err: err}:
 		case <-h.done:
 			if f != nil {
 				f.Close()
@@ -115,6 +126,11 @@ func (h *Holder) open(path string, delay time.Duration) {
 		}
 	}()
 }
+
+// reportAttempt is the failed open that is reported (after about a quarter
+// of a second of retries); earlier failures are expected and later ones
+// repeat it.
+const reportAttempt = 8
 
 func (h *Holder) adopt(r openResult) {
 	delete(h.opening, r.path)
@@ -128,12 +144,10 @@ func (h *Holder) adopt(r openResult) {
 			r.f.Close()
 		}
 	case r.err != nil:
-		h.event("error", r.path, r.err)
-		reopen := h.ReopenInterval
-		if reopen <= 0 {
-			reopen = 100 * time.Millisecond
+		if r.attempt == reportAttempt {
+			h.event("error", r.path, r.err)
 		}
-		h.open(r.path, reopen)
+		h.open(r.path, r.attempt+1)
 	default:
 		h.files[r.path] = &heldFile{f: r.f}
 	}

@@ -161,7 +161,7 @@ func TestHolder_RetriesAFileItCannotOpen(t *testing.T) {
 	cmds, events := startHolder(t)
 	cmds <- Command{Op: OpHold}
 	cmds <- Command{Op: OpTrack, Path: shm}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond)
 	if !strings.Contains(events.String(), "error "+shm) {
 		t.Fatalf("events %q do not report the failed open", events.String())
 	}
