@@ -38,11 +38,9 @@ func startFence(r ReplicationConfig, log *slog.Logger) *fence.Client {
 	if r.Lease != "etcd" {
 		return nil
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "/proc/self/exe"
-	}
-	return fence.Start([]string{exe, "fence"}, log)
+	// /proc/self/exe is the running binary even after an upgrade replaced
+	// the file.
+	return fence.Start([]string{"/proc/self/exe", "fence"}, log)
 }
 
 // walWritersHook is the mount's OnWALWriters: the fence covers the -shm of

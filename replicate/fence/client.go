@@ -52,8 +52,9 @@ func (c *Client) Track(path string) { c.send(Command{Op: OpTrack, Path: path}) }
 func (c *Client) Untrack(path string) { c.send(Command{Op: OpUntrack, Path: path}) }
 
 // Until sets the write deadline at which the fence locks, by itself, every
-// covered file, and lifts a Hold. The zero time means none.
-func (c *Client) Until(t time.Time) { c.send(Command{Op: OpUntil, Time: t}) }
+// covered file, and lifts a Hold. The zero time means none. t is on Go's
+// clock; the fence gets it on its own (see Now).
+func (c *Client) Until(t time.Time) { c.send(Command{Op: OpUntil, Time: fromWall(t)}) }
 
 // Hold locks every covered file now, until the next Until.
 func (c *Client) Hold() { c.send(Command{Op: OpHold}) }
@@ -98,7 +99,9 @@ func (c *Client) Close() error {
 // queued commands to it.
 func (c *Client) supervise() {
 	defer close(c.done)
+	var last time.Time
 	for {
+		started := time.Now()
 		err := c.runOnce()
 		select {
 		case <-c.stop:
@@ -106,19 +109,26 @@ func (c *Client) supervise() {
 		default:
 		}
 		c.log.Error("fence process ended; restarting it", "err", err)
-		select {
-		case <-c.stop:
-			return
-		case <-time.After(100 * time.Millisecond):
+		// Restart at once: while no fence runs, nothing is fenced. Only a
+		// process that keeps dying right away is restarted more slowly.
+		if started.Sub(last) < time.Second {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
+		last = started
 	}
 }
 
 // runOnce runs one fence process until it dies or the Client closes.
 func (c *Client) runOnce() error {
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
-	// The fence dies with pagefs; its locks go with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The fence dies with pagefs; its locks go with it. In its own process
+	// group, a terminal's Ctrl-C or Ctrl-Z reaches pagefs alone, which then
+	// decides when the fence goes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -199,6 +209,8 @@ func (c *Client) logEvents(r io.Reader) {
 			c.log.Warn("fence: the application's connections can no longer commit to this database (the lease lapsed or moved)", "shm", rest)
 		case "lifted":
 			c.log.Info("fence: lifted", "shm", rest)
+		case "opened":
+			c.log.Debug("fence: covering", "shm", rest)
 		default:
 			c.log.Error("fence: "+sc.Text(), "pid", c.PID())
 		}

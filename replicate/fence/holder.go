@@ -19,8 +19,10 @@ const WriteLockByte = 120
 // Holder is the loop of the fence process: it applies commands to a State,
 // opens the covered files and locks or unlocks them as the State says.
 type Holder struct {
-	// Events receives one line per change: "fenced PATH", "lifted PATH" or
-	// "error PATH: MESSAGE". Nil discards them.
+	// Events receives one line per change: "opened PATH", "fenced PATH",
+	// "lifted PATH" or "error PATH: MESSAGE". Nil discards them. Its reader is pagefs, which
+	// may be stopped: lines are written from a queue and dropped when it is
+	// full, so a stalled reader never delays a lock.
 	Events io.Writer
 	// RetryInterval is how often a lock is retried while a connection holds
 	// the write lock (it is committing). Zero means 1ms.
@@ -36,11 +38,17 @@ type Holder struct {
 	opening map[string]bool
 	opened  chan openResult
 	done    chan struct{} // closed when Run returns
+	events  chan string   // lines for Events
 }
 
+// eventQueue is how many event lines wait for a slow reader before new
+// ones are dropped.
+const eventQueue = 256
+
 type heldFile struct {
-	f      *os.File
-	locked bool
+	f        *os.File
+	locked   bool
+	reported bool // a lock error was reported; it is not repeated
 }
 
 type openResult struct {
@@ -55,13 +63,20 @@ type openResult struct {
 func (h *Holder) Run(ctx context.Context, cmds <-chan Command) error {
 	h.files, h.opening = map[string]*heldFile{}, map[string]bool{}
 	h.opened, h.done = make(chan openResult), make(chan struct{})
-	defer h.closeAll()
+	h.events = make(chan string, eventQueue)
+	written := make(chan struct{})
+	go h.writeEvents(written)
+	defer func() {
+		h.closeAll()
+		close(h.events)
+		<-written
+	}()
 	retry := h.RetryInterval
 	if retry <= 0 {
 		retry = time.Millisecond
 	}
 	for {
-		now := time.Now()
+		now := Now()
 		var wake <-chan time.Time
 		if h.reconcile(now) {
 			wake = time.After(retry)
@@ -150,6 +165,7 @@ func (h *Holder) adopt(r openResult) {
 		h.open(r.path, r.attempt+1)
 	default:
 		h.files[r.path] = &heldFile{f: r.f}
+		h.event("opened", r.path, nil)
 	}
 }
 
@@ -166,7 +182,8 @@ func (h *Holder) reconcile(now time.Time) (retry bool) {
 				h.event("fenced", p, nil)
 				continue
 			}
-			if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) {
+			if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) && !f.reported {
+				f.reported = true
 				h.event("error", p, err)
 			}
 			retry = true
@@ -192,15 +209,28 @@ func (h *Holder) closeAll() {
 	close(h.done)
 }
 
+// event queues a line for Events, or drops it when the queue is full.
 func (h *Holder) event(what, path string, err error) {
 	if h.Events == nil {
 		return
 	}
+	line := what + " " + path + "\n"
 	if err != nil {
-		fmt.Fprintf(h.Events, "%s %s: %v\n", what, path, err)
-		return
+		line = fmt.Sprintf("%s %s: %v\n", what, path, err)
 	}
-	fmt.Fprintf(h.Events, "%s %s\n", what, path)
+	select {
+	case h.events <- line:
+	default:
+	}
+}
+
+func (h *Holder) writeEvents(done chan<- struct{}) {
+	defer close(done)
+	for line := range h.events {
+		if h.Events != nil {
+			_, _ = io.WriteString(h.Events, line)
+		}
+	}
 }
 
 // setLock sets (F_RDLCK) or clears (F_UNLCK) this process's lock on the

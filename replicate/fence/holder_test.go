@@ -2,6 +2,7 @@ package fence
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,17 @@ func waitLock(t *testing.T, path string, want int16) {
 	}
 }
 
+func waitEvent(t *testing.T, events *syncBuffer, line string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(events.String(), line+"\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no event %q in %q", line, events.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func shmFile(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -95,16 +107,17 @@ func shmFile(t *testing.T, name string) string {
 func TestHolder_LocksCoveredFilesAtTheDeadline(t *testing.T) {
 	shm := shmFile(t, "app.db-shm")
 	cmds, events := startHolder(t)
-	cmds <- Command{Op: OpUntil, Time: time.Now().Add(300 * time.Millisecond)}
+	cmds <- Command{Op: OpUntil, Time: Now().Add(time.Hour)}
 	cmds <- Command{Op: OpTrack, Path: shm}
+	waitEvent(t, events, "opened "+shm)
+	cmds <- Command{Op: OpUntil, Time: Now().Add(300 * time.Millisecond)}
+	time.Sleep(50 * time.Millisecond)
 	if got := lockOn(t, shm); got != unix.F_UNLCK {
 		t.Fatalf("locked (%d) before the deadline", got)
 	}
 	waitLock(t, shm, unix.F_RDLCK)
-	if !strings.Contains(events.String(), "fenced "+shm) {
-		t.Fatalf("events %q do not report the fence", events.String())
-	}
-	cmds <- Command{Op: OpUntil, Time: time.Now().Add(time.Hour)} // renewed
+	waitEvent(t, events, "fenced "+shm)
+	cmds <- Command{Op: OpUntil, Time: Now().Add(time.Hour)} // renewed
 	waitLock(t, shm, unix.F_UNLCK)
 }
 
@@ -161,12 +174,42 @@ func TestHolder_RetriesAFileItCannotOpen(t *testing.T) {
 	cmds, events := startHolder(t)
 	cmds <- Command{Op: OpHold}
 	cmds <- Command{Op: OpTrack, Path: shm}
-	time.Sleep(400 * time.Millisecond)
-	if !strings.Contains(events.String(), "error "+shm) {
-		t.Fatalf("events %q do not report the failed open", events.String())
-	}
+	waitEvent(t, events, "error "+shm+": open "+shm+": no such file or directory")
 	if err := os.WriteFile(shm, make([]byte, 32768), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	waitLock(t, shm, unix.F_RDLCK)
+}
+
+// blockedWriter is an event reader that has stopped reading, as a pagefs
+// stopped with SIGSTOP has.
+type blockedWriter struct{ unblock chan struct{} }
+
+func (w blockedWriter) Write(p []byte) (int, error) {
+	<-w.unblock
+	return len(p), nil
+}
+
+// The fence locks every file even when nobody reads its events.
+func TestHolder_LocksWhileItsEventsAreNotRead(t *testing.T) {
+	dir := t.TempDir()
+	w := blockedWriter{unblock: make(chan struct{})}
+	cmds := make(chan Command)
+	h := &Holder{Events: w}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(context.Background(), cmds) }()
+	defer func() { close(cmds); close(w.unblock); <-done }()
+	var paths []string
+	for i := range 2 * eventQueue {
+		p := filepath.Join(dir, fmt.Sprintf("db%d-shm", i))
+		if err := os.WriteFile(p, make([]byte, 8), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+		cmds <- Command{Op: OpTrack, Path: p}
+	}
+	cmds <- Command{Op: OpHold}
+	for _, p := range paths {
+		waitLock(t, p, unix.F_RDLCK)
+	}
 }

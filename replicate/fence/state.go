@@ -19,7 +19,8 @@ const (
 	OpUntrack Op = "untrack"
 	// OpUntil sets the write deadline, at which the fence locks every
 	// covered file, and lifts a Hold: the node holds a lease again. The
-	// zero time means no deadline.
+	// zero time means no deadline. Deadlines are on the fence's clock (see
+	// Now), never the wall clock, which may be stepped.
 	OpUntil Op = "until"
 	// OpHold locks every covered file now and until the next OpUntil: the
 	// node is no longer primary.
