@@ -132,8 +132,8 @@ func TestReplication_EtcdRejoinDiverged(t *testing.T) {
 // TestReplication_EtcdPausedPrimary: a primary paused with SIGSTOP loses
 // its lease. Once resumed it refuses the application's writes, on new
 // connections and, through the fence, on a WAL connection opened while it
-// was primary. It applies nothing while that connection is open, and
-// follows the new primary once it closes.
+// was primary. It applies nothing to that database while the connection is
+// open (other databases keep following), and catches up once it closes.
 func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	a := startEtcdNode(t, etcd)
@@ -201,6 +201,12 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	}
 	if got := rows(t, b, "app.db"); got != "1,open,2" {
 		t.Fatalf("new primary holds %q, want 1,open,2", got)
+	}
+	// Other databases keep following meanwhile, new ones included.
+	insert(t, b, "other.db", "o1")
+	waitFor(t, "a to follow other.db while app.db waits", 30*time.Second, func() bool { return rows(t, a, "other.db") == "o1" })
+	if got := rows(t, a, "app.db"); got != "1,open" {
+		t.Fatalf("a applied to app.db while its writer was open: %q", got)
 	}
 
 	old.close()

@@ -190,10 +190,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		hooks.add(fn)
 	}
 	fc := startFence(cfg.ReplicationConfig, log)
-	closeFence := func() {
-		if fc != nil {
-			_ = fc.Close()
-		}
+	if fc != nil {
+		// Last of all: while the application still holds files on the mount,
+		// the fence keeps a demoted node's old connections from committing.
+		defer fc.Close()
 	}
 	store, err := openStore(mount.Config{
 		OnWALWriters:     walWritersHook(fc, mp),
@@ -207,18 +207,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		RetentionCount:   cfg.Retention.Count,
 	})
 	if err != nil {
-		closeFence()
 		return err
 	}
 	repl, err := newReplication(cfg.ReplicationConfig, store, mp, log, hooks, fc)
 	if err != nil {
-		closeFence()
 		store.Close()
 		return err
 	}
 	srv, err := fuse.Mount(mp, store, fuse.Options{Logger: log, Debug: cfg.fuseDebug})
 	if err != nil {
-		closeFence()
 		store.Close()
 		return err
 	}
@@ -226,8 +223,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var httpSrv *statusServer
 	if cfg.HTTPAddr != "" {
 		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log, repl.routes(), repl.decorate); err != nil {
-			closeFence()
-			_ = unmount(srv, mp, log)
+				_ = unmount(srv, mp, log)
 			store.Close()
 			return err
 		}
@@ -237,7 +233,6 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	<-ctx.Done()
 	log.Info("unmounting", "mountpoint", mp)
 	repl.stop()
-	closeFence() // its files are open on the mount
 	if httpSrv != nil {
 		httpSrv.close()
 	}

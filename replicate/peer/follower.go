@@ -175,6 +175,11 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 	idle := time.AfterFunc(idleTimeout, cancel)
 	defer idle.Stop()
 	progressed := false
+	// Databases the application still writes from when this node was
+	// primary get nothing applied; the others keep streaming. Once a
+	// database's writers are gone, the stream restarts so the primary
+	// sends what it missed.
+	paused := map[string]bool{}
 	for {
 		h, err := readFrameHeader(resp.Body)
 		if err != nil {
@@ -184,10 +189,31 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 			return progressed, fmt.Errorf("read from primary %s: %w", primaryURL, err)
 		}
 		idle.Reset(idleTimeout)
+		for db := range paused {
+			if len(f.store.WALWriters(db)) == 0 {
+				f.log.Info("the application closed the connections it opened while this node was primary; catching up", "db", db)
+				return true, fmt.Errorf("database %s: resuming after its writers closed", db)
+			}
+		}
 		if h.Type == frameHeartbeat {
 			continue
 		}
-		if err := f.applyFrame(ctx, h, resp.Body, idle); err != nil {
+		if paused[h.DB] {
+			if _, err := io.CopyN(&resetWriter{io.Discard, idle}, resp.Body, h.Size); err != nil {
+				return progressed, fmt.Errorf("read from primary %s: %w", primaryURL, err)
+			}
+			continue
+		}
+		err = f.applyFrame(ctx, h, resp.Body, idle)
+		var open *WritersOpenError
+		if errors.As(err, &open) {
+			paused[h.DB] = true
+			f.setState(true, err)
+			f.log.Warn("not applying to a database the application still writes from when this node was primary; it waits until those connections close",
+				"db", h.DB, "pids", fmt.Sprint(open.PIDs))
+			continue
+		}
+		if err != nil {
 			return progressed, err
 		}
 		progressed = true
