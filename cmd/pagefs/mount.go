@@ -223,7 +223,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var httpSrv *statusServer
 	if cfg.HTTPAddr != "" {
 		if httpSrv, err = startStatusServer(cfg.HTTPAddr, store, log, repl.routes(), repl.decorate); err != nil {
-				_ = unmount(srv, mp, log)
+			_ = unmount(srv, mp, log)
 			store.Close()
 			return err
 		}
