@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -188,10 +189,9 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	}
 
 	// While the connection stays open, a applies nothing and says why.
-	pid := strconv.Itoa(old.cmd.Process.Pid)
-	waitFor(t, "a to report the open writer", 30*time.Second, func() bool {
+	waitFor(t, "a to report app.db paused for the open writer", 30*time.Second, func() bool {
 		st, ok := a.status(t)
-		return ok && st.Replication != nil && strings.Contains(st.Replication.LastError, pid)
+		return ok && st.Replication != nil && slices.Equal(st.Replication.Paused["app.db"], []int{old.cmd.Process.Pid})
 	})
 	if out := old.run(t, "INSERT INTO t VALUES ('stale2');"); !strings.Contains(out, "database is locked") {
 		t.Fatalf("second write on the open connection: %q", out)
@@ -211,6 +211,9 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 
 	old.close()
 	waitConverged(t, b, a, "app.db")
+	if st, _ := a.status(t); st.Replication == nil || len(st.Replication.Paused) != 0 {
+		t.Fatalf("a still reports paused databases after converging: %+v", st.Replication)
+	}
 	if got := rows(t, a, "app.db"); got != "1,open,2" {
 		t.Fatalf("resumed node holds %q, want 1,open,2", got)
 	}

@@ -50,9 +50,10 @@ type statusDoc struct {
 		Checksum string `json:"checksum"`
 	} `json:"databases"`
 	Replication *struct {
-		Primary   string `json:"primary"`
-		Connected bool   `json:"connected"`
-		LastError string `json:"last_error"`
+		Primary   string           `json:"primary"`
+		Connected bool             `json:"connected"`
+		LastError string           `json:"last_error"`
+		Paused    map[string][]int `json:"paused"`
 		Lag       map[string]struct {
 			Samples int     `json:"samples"`
 			P50Ms   float64 `json:"p50_ms"`

@@ -21,8 +21,9 @@ func fenceCommand() *cli.Command {
 		Usage:  "internal: hold the lease fence for pagefs mount (reads commands on stdin)",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
-			// A Ctrl-C in the terminal reaches the whole process group; the
-			// fence must outlive it until pagefs itself closes the pipe.
+			// The fence runs in its own process group, out of a terminal's
+			// reach; a signal sent to it by hand must not drop the fence
+			// either: it ends when pagefs closes the pipe.
 			signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			if err := fence.Serve(os.Stdin, os.Stdout); err != nil {
 				return cli.Exit("pagefs fence: "+err.Error(), 1)

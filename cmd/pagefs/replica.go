@@ -253,6 +253,11 @@ func (r *replication) release() {
 	r.mu.Lock()
 	held := r.held
 	r.mu.Unlock()
+	if held != nil && r.fence != nil {
+		// Another node may be primary the moment the lease is released;
+		// connections the application still holds must not commit.
+		r.fence.Hold()
+	}
 	if held != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -272,6 +277,10 @@ type replicationStatus struct {
 	Connected bool               `json:"connected"`         // on a replica: streaming from the primary
 	LastError string             `json:"last_error,omitempty"`
 	Lag       map[string]lagInfo `json:"lag,omitempty"` // per database, on a replica
+	// Paused names, on a replica, the databases it applies nothing to while
+	// the application still writes them from when this node was primary,
+	// with those processes' pids.
+	Paused map[string][]int `json:"paused,omitempty"`
 }
 
 type lagInfo struct {
@@ -291,7 +300,7 @@ func (r *replication) decorate(st *nodeStatus) {
 	if p != "" {
 		st.Role = "replica"
 		fs := r.follower.Status()
-		rs.Connected, rs.LastError = fs.Connected, fs.LastError
+		rs.Connected, rs.LastError, rs.Paused = fs.Connected, fs.LastError, fs.Paused
 		rs.Lag = map[string]lagInfo{}
 		for _, d := range st.Databases {
 			if s := r.follower.Lag.Stats(d.Name); s.Samples > 0 {

@@ -23,5 +23,11 @@ func fromWall(t time.Time) time.Time {
 	if t.IsZero() {
 		return t
 	}
-	return Now().Add(time.Until(t))
+	b := Now().Add(time.Until(t))
+	if b.UnixNano() <= 0 {
+		// Long past (before the machine booted): still a deadline, and not
+		// the zero that means none.
+		return time.Unix(0, 1)
+	}
+	return b
 }

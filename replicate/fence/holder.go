@@ -41,6 +41,9 @@ type Holder struct {
 	events  chan string   // lines for Events
 }
 
+// deadlinePoll is the longest the Holder sleeps while a deadline is ahead.
+const deadlinePoll = 50 * time.Millisecond
+
 // eventQueue is how many event lines wait for a slow reader before new
 // ones are dropped.
 const eventQueue = 256
@@ -81,7 +84,9 @@ func (h *Holder) Run(ctx context.Context, cmds <-chan Command) error {
 		if h.reconcile(now) {
 			wake = time.After(retry)
 		} else if t, ok := h.state.Wake(now); ok {
-			wake = time.After(t.Sub(now))
+			// Go's timers stop while the machine is suspended; the deadline's
+			// clock does not. Looking often keeps a resume from running late.
+			wake = time.After(min(t.Sub(now), deadlinePoll))
 		}
 		select {
 		case <-ctx.Done():
@@ -178,7 +183,7 @@ func (h *Holder) reconcile(now time.Time) (retry bool) {
 		case want && !f.locked:
 			err := setLock(f.f, unix.F_RDLCK)
 			if err == nil {
-				f.locked = true
+				f.locked, f.reported = true, false
 				h.event("fenced", p, nil)
 				continue
 			}

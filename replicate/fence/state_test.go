@@ -120,3 +120,16 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// A deadline long past still reaches the fence as a deadline, never as the
+// zero that means none.
+func TestFromWall_KeepsAncientDeadlines(t *testing.T) {
+	got := fromWall(time.Now().Add(-100 * 365 * 24 * time.Hour))
+	if got.IsZero() || got.UnixNano() <= 0 {
+		t.Fatalf("an ancient deadline became %v", got)
+	}
+	c, err := ParseCommand(Command{Op: OpUntil, Time: got}.String())
+	if err != nil || c.Time.IsZero() || !(&State{deadline: c.Time}).Locked(Now()) {
+		t.Fatalf("an ancient deadline does not lock: %+v %v", c, err)
+	}
+}

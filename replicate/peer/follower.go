@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,10 @@ type Follower struct {
 	connected bool
 	lastErr   string
 	primary   string
+	// paused holds the databases the application still writes from when
+	// this node was primary, with the writers' pids; nothing is applied to
+	// them until those close.
+	paused map[string][]int
 }
 
 // NewFollower returns a Follower for the store; node is this replica's
@@ -58,14 +63,54 @@ type FollowerStatus struct {
 	Primary   string
 	Connected bool
 	LastError string
+	// Paused maps each database the replica applies nothing to, because
+	// the application still writes it from when this node was primary, to
+	// the writers' pids.
+	Paused map[string][]int
 }
 
 // Status reports the stream's state.
 func (f *Follower) Status() FollowerStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return FollowerStatus{Primary: f.primary, Connected: f.connected, LastError: f.lastErr}
+	st := FollowerStatus{Primary: f.primary, Connected: f.connected, LastError: f.lastErr}
+	if len(f.paused) > 0 {
+		st.Paused = maps.Clone(f.paused)
+	}
+	return st
 }
+
+// resumePaused forgets the paused databases whose writers have closed and
+// returns the names of those still paused, sorted.
+func (f *Follower) resumePaused() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var still []string
+	for db := range f.paused {
+		if pids := f.store.WALWriters(db); len(pids) > 0 {
+			f.paused[db] = pids
+			still = append(still, db)
+			continue
+		}
+		delete(f.paused, db)
+		f.log.Info("the application closed the connections it opened while this node was primary; catching up", "db", db)
+	}
+	sort.Strings(still)
+	return still
+}
+
+func (f *Follower) pause(db string, pids []int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused == nil {
+		f.paused = map[string][]int{}
+	}
+	f.paused[db] = pids
+}
+
+// errCatchUp ends a stream so that the next one asks for a database that
+// was paused.
+var errCatchUp = errors.New("a paused database's writers closed; reconnecting to catch up")
 
 func (f *Follower) setState(connected bool, err error) {
 	f.mu.Lock()
@@ -89,6 +134,10 @@ func (f *Follower) Run(ctx context.Context, primaryURL string) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		progressed, err := f.stream(ctx, primaryURL)
+		if errors.Is(err, errCatchUp) {
+			f.setState(false, nil)
+			continue
+		}
 		f.setState(false, err)
 		if ctx.Err() != nil {
 			return
@@ -108,7 +157,7 @@ func (f *Follower) Run(ctx context.Context, primaryURL string) {
 
 // request builds the stream request from the replica's positions.
 func (f *Follower) request() *Request {
-	req := &Request{Node: f.node, DBs: map[string]string{}, Recent: map[string][]string{}}
+	req := &Request{Node: f.node, DBs: map[string]string{}, Recent: map[string][]string{}, Paused: f.resumePaused()}
 	for _, db := range f.store.DBs() {
 		p := db.Pos()
 		if p.TXID == 0 {
@@ -151,7 +200,8 @@ func recentPositions(dir string, n int) []ltx.Pos {
 func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	body, err := json.Marshal(f.request())
+	sreq := f.request()
+	body, err := json.Marshal(sreq)
 	if err != nil {
 		return false, err
 	}
@@ -176,10 +226,12 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 	defer idle.Stop()
 	progressed := false
 	// Databases the application still writes from when this node was
-	// primary get nothing applied; the others keep streaming. Once a
-	// database's writers are gone, the stream restarts so the primary
-	// sends what it missed.
+	// primary get nothing applied; the others keep streaming. Once such a
+	// database's writers are gone, the stream restarts and asks for it.
 	paused := map[string]bool{}
+	for _, db := range sreq.Paused {
+		paused[db] = true
+	}
 	for {
 		h, err := readFrameHeader(resp.Body)
 		if err != nil {
@@ -191,8 +243,7 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 		idle.Reset(idleTimeout)
 		for db := range paused {
 			if len(f.store.WALWriters(db)) == 0 {
-				f.log.Info("the application closed the connections it opened while this node was primary; catching up", "db", db)
-				return true, fmt.Errorf("database %s: resuming after its writers closed", db)
+				return true, errCatchUp
 			}
 		}
 		if h.Type == frameHeartbeat {
@@ -208,7 +259,7 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 		var open *WritersOpenError
 		if errors.As(err, &open) {
 			paused[h.DB] = true
-			f.setState(true, err)
+			f.pause(h.DB, open.PIDs)
 			f.log.Warn("not applying to a database the application still writes from when this node was primary; it waits until those connections close",
 				"db", h.DB, "pids", fmt.Sprint(open.PIDs))
 			continue

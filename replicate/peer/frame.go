@@ -26,6 +26,11 @@ type Request struct {
 	// chain files, newest first, so that the primary can tell the replica
 	// which of its transactions it shares when it sends a snapshot.
 	Recent map[string][]string `json:"recent,omitempty"`
+
+	// Paused lists databases the replica applies nothing to for now (the
+	// application still writes them from when the replica was primary);
+	// the primary sends nothing for them.
+	Paused []string `json:"paused,omitempty"`
 }
 
 // positions parses the request's positions.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -141,6 +142,9 @@ func (s *Server) stream(ctx context.Context, w io.Writer, rc *http.ResponseContr
 		}
 		sent := false
 		for _, db := range s.store.DBs() {
+			if slices.Contains(req.Paused, db.Name()) {
+				continue
+			}
 			n, err := s.catchUp(ctx, w, db, pos, req)
 			if err != nil {
 				return err
