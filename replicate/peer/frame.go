@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 
 	"github.com/pagefs/pagefs/ltx"
 )
@@ -133,7 +135,17 @@ func readFrameHeader(r io.Reader) (frameHeader, error) {
 	if h.Type != frameHeartbeat && h.DB == "" {
 		return h, fmt.Errorf("%w: no database name", errBadFrame)
 	}
+	if h.DB != "" && !validName(h.DB) {
+		return h, fmt.Errorf("%w: database name %q is not a path inside the mount", errBadFrame, h.DB)
+	}
 	return h, nil
+}
+
+// validName reports whether a database name from the primary is a clean
+// relative path that stays inside the mount: the replica joins it to its
+// mountpoint.
+func validName(name string) bool {
+	return fs.ValidPath(name) && name != "." && !strings.ContainsRune(name, 0)
 }
 
 func unexpected(err error) error {
