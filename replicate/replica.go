@@ -258,11 +258,13 @@ func (r *replica) step(ctx context.Context, tokens *tokenBucket) error {
 		default:
 		}
 	}
-	r.held.Store(uint64(info.MaxTXID))
-	r.setState(stateOK, nil)
+	// Record the position before announcing it: whoever sees the new
+	// held TXID (retention, status, tests) finds the file up to date.
 	if err := writePosFile(r.posf, r.dest, info.Pos()); err != nil {
 		r.log.Warn("cannot record the backup position; the next start lists the destination instead", "file", r.posf, "err", err)
 	}
+	r.held.Store(uint64(info.MaxTXID))
+	r.setState(stateOK, nil)
 	r.log.Debug("uploaded", "level", info.Level, "min", info.MinTXID, "max", info.MaxTXID, "size", info.Size)
 	return nil
 }
