@@ -6,8 +6,11 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pagefs/pagefs/replicate/lease/etcdtest"
 )
 
 // shell is a sqlite3 shell process that keeps one connection open, as an
@@ -119,5 +122,41 @@ func TestPrimary_LapsedLeaseRefusesOpenConnections(t *testing.T) {
 			}
 			t.Logf("refused with: %s", strings.TrimSpace(out))
 		})
+	}
+}
+
+// TestPrimary_CutOffFromEtcdFencesOpenWALConnections: a primary that cannot
+// reach etcd steps down before its lease can expire, and a WAL connection
+// the application opened while it was primary can no longer commit
+// ("database is locked"); once the node holds the lease again, the same
+// connection writes again.
+func TestPrimary_CutOffFromEtcdFencesOpenWALConnections(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := startEtcdNode(t, etcd)
+	waitRole(t, a, "primary", 10*time.Second)
+	insert(t, a, "app.db", "1")
+	old := startShell(t, a.Path("app.db"))
+	if out := old.run(t, "INSERT INTO t VALUES ('open');"); out != "" {
+		t.Fatalf("write on the primary's open connection: %s", out)
+	}
+
+	etcd.Signal(t, syscall.SIGSTOP)
+	cut := time.Now()
+	waitRole(t, a, "replica", 3*leaseTTL+5*time.Second)
+	t.Logf("a stepped down %s after etcd stopped answering (lease TTL %s)", time.Since(cut).Round(10*time.Millisecond), leaseTTL)
+	if out := old.run(t, "INSERT INTO t VALUES ('cut off');"); !strings.Contains(out, "database is locked") {
+		t.Fatalf("write on an open connection of a primary cut off from etcd: %q", out)
+	}
+	if out := sqlite3Fails(t, a.Path("app.db"), "INSERT INTO t VALUES ('new');"); !strings.Contains(out, "readonly") {
+		t.Fatalf("write on a new connection: %s", out)
+	}
+
+	etcd.Signal(t, syscall.SIGCONT)
+	waitRole(t, a, "primary", 10*leaseTTL+10*time.Second)
+	waitFor(t, "the open connection to write again", 10*time.Second, func() bool {
+		return old.run(t, "INSERT INTO t VALUES ('again');") == ""
+	})
+	if got := rows(t, a, "app.db"); got != "1,open,again" {
+		t.Fatalf("a holds %q, want 1,open,again", got)
 	}
 }

@@ -111,6 +111,15 @@ func Start(t testing.TB) *Server {
 	}
 }
 
+// Signal sends sig to the etcd process: SIGSTOP cuts every node off from
+// it, as a partition does, until SIGCONT.
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal etcd: %v", err)
+	}
+}
+
 func (s *Server) healthy() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
