@@ -209,6 +209,8 @@ func (c *Client) logEvents(r io.Reader) {
 			c.log.Warn("fence: the application's connections can no longer commit to this database (the lease lapsed or moved)", "shm", rest)
 		case "lifted":
 			c.log.Info("fence: lifted", "shm", rest)
+		case "waiting":
+			c.log.Warn("fence: a connection still holds the WAL write lock past the write deadline; its transaction commits when it ends", "shm", rest)
 		case "opened":
 			c.log.Debug("fence: covering", "shm", rest)
 		default:

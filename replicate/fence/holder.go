@@ -20,7 +20,8 @@ const WriteLockByte = 120
 // opens the covered files and locks or unlocks them as the State says.
 type Holder struct {
 	// Events receives one line per change: "opened PATH", "fenced PATH",
-	// "lifted PATH" or "error PATH: MESSAGE". Nil discards them. Its reader is pagefs, which
+	// "lifted PATH", "waiting PATH" (a connection has held the write lock
+	// for a while past the deadline) or "error PATH: MESSAGE". Nil discards them. Its reader is pagefs, which
 	// may be stopped: lines are written from a queue and dropped when it is
 	// full, so a stalled reader never delays a lock.
 	Events io.Writer
@@ -49,10 +50,15 @@ const deadlinePoll = 50 * time.Millisecond
 const eventQueue = 256
 
 type heldFile struct {
-	f        *os.File
-	locked   bool
-	reported bool // a lock error was reported; it is not repeated
+	f         *os.File
+	locked    bool
+	reported  bool      // a lock error or a long wait was reported; it is not repeated
+	busySince time.Time // when a connection was first found holding the write lock
 }
+
+// busyReport is how long the fence waits for a connection's write lock
+// before it reports that a transaction is running past the deadline.
+const busyReport = 100 * time.Millisecond
 
 type openResult struct {
 	path    string
@@ -183,13 +189,22 @@ func (h *Holder) reconcile(now time.Time) (retry bool) {
 		case want && !f.locked:
 			err := setLock(f.f, unix.F_RDLCK)
 			if err == nil {
-				f.locked, f.reported = true, false
+				f.locked, f.reported, f.busySince = true, false, time.Time{}
 				h.event("fenced", p, nil)
 				continue
 			}
-			if !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EACCES) && !f.reported {
+			busy := errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES)
+			switch {
+			case f.reported:
+			case !busy:
 				f.reported = true
 				h.event("error", p, err)
+			case f.busySince.IsZero():
+				f.busySince = now
+			case now.Sub(f.busySince) >= busyReport:
+				// A transaction still running past the deadline commits; say so.
+				f.reported = true
+				h.event("waiting", p, nil)
 			}
 			retry = true
 		case !want && f.locked:

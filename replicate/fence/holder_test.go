@@ -149,10 +149,10 @@ func TestHolder_WaitsForACommitInProgress(t *testing.T) {
 	if err := unix.FcntlFlock(writer.Fd(), unix.F_OFD_SETLK, &wr); err != nil {
 		t.Fatal(err)
 	}
-	cmds, _ := startHolder(t)
+	cmds, events := startHolder(t)
 	cmds <- Command{Op: OpTrack, Path: shm}
 	cmds <- Command{Op: OpHold}
-	time.Sleep(50 * time.Millisecond)
+	waitEvent(t, events, "waiting "+shm)
 	if got := lockOn(t, shm); got != unix.F_WRLCK { // still the writer's
 		t.Fatalf("lock %d, want the writer's", got)
 	}
