@@ -193,6 +193,10 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 		st, ok := a.status(t)
 		return ok && st.Replication != nil && slices.Equal(st.Replication.Paused["app.db"], []int{old.cmd.Process.Pid})
 	})
+	st, err := exec.Command(pagefsBin, "status", "--http-addr", a.Addr).CombinedOutput()
+	if err != nil || !strings.Contains(string(st), fmt.Sprintf("paused: processes [%d]", old.cmd.Process.Pid)) {
+		t.Fatalf("pagefs status on a does not show app.db paused: %v\n%s", err, st)
+	}
 	if out := old.run(t, "INSERT INTO t VALUES ('stale2');"); !strings.Contains(out, "database is locked") {
 		t.Fatalf("second write on the open connection: %q", out)
 	}

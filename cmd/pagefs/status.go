@@ -176,6 +176,8 @@ Example:
 				state := "ok"
 				if d.Failed != "" {
 					state = "FAILED: " + d.Failed
+				} else if r := st.Replication; r != nil && len(r.Paused[d.Name]) > 0 {
+					state = fmt.Sprintf("paused: processes %v hold it open for writing from when this node was primary", r.Paused[d.Name])
 				}
 				fmt.Fprintf(w, "%-30s %10d %10d %5v  %s\n", d.Name, d.TXID, d.Pages, d.WAL, state)
 			}
