@@ -77,12 +77,13 @@ const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC | syscall
 // markApplication tells the store when the application opens a -wal or
 // -shm for writing: such a connection can commit without pagefs seeing
 // it, until it closes, even after this node stops being primary.
-func markApplication(ctx context.Context, f *mount.File, flags uint32) {
-	k := f.Kind()
-	if (k != mount.KindWAL && k != mount.KindSHM) || flags&(syscall.O_WRONLY|syscall.O_RDWR) == 0 || callerIsSelf(ctx) {
+func markApplication(ctx context.Context, f *mount.File) {
+	if !f.SharesWAL() {
 		return
 	}
-	f.MarkApplication(callerPID(ctx))
+	if pid := callerPID(ctx); pid != os.Getpid() {
+		f.MarkApplication(pid)
+	}
 }
 
 // callerPID returns the process of the thread that made the request, or 0
@@ -113,7 +114,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, mount.Errno(err)
 	}
-	markApplication(ctx, f, flags)
+	markApplication(ctx, f)
 	return newHandle(f, !n.noPassthrough)
 }
 
@@ -137,7 +138,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, mount.Errno(err)
 	}
-	markApplication(ctx, f, flags)
+	markApplication(ctx, f)
 	h, fuseFlags, errno := newHandle(f, !n.noPassthrough)
 	return ch, h, fuseFlags, errno
 }

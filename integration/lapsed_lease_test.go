@@ -41,6 +41,18 @@ func startShell(t testing.TB, path string) *shell {
 	return s
 }
 
+// startWritingShell starts a shell on the WAL database at path and commits
+// the row 'open' to its table t through it, so that its connection holds
+// the -wal open for writing, as a primary's application pool does.
+func startWritingShell(t testing.TB, path string) *shell {
+	t.Helper()
+	s := startShell(t, path)
+	if out := s.run(t, "INSERT INTO t VALUES ('open');"); out != "" {
+		t.Fatalf("write on the primary's open connection: %s", out)
+	}
+	return s
+}
+
 // close ends the shell, which closes its connection, and waits for it.
 func (s *shell) close() {
 	s.in.Close()
@@ -135,10 +147,7 @@ func TestPrimary_CutOffFromEtcdFencesOpenWALConnections(t *testing.T) {
 	a := startEtcdNode(t, etcd)
 	waitRole(t, a, "primary", 10*time.Second)
 	insert(t, a, "app.db", "1")
-	old := startShell(t, a.Path("app.db"))
-	if out := old.run(t, "INSERT INTO t VALUES ('open');"); out != "" {
-		t.Fatalf("write on the primary's open connection: %s", out)
-	}
+	old := startWritingShell(t, a.Path("app.db"))
 
 	etcd.Signal(t, syscall.SIGSTOP)
 	cut := time.Now()

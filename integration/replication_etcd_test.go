@@ -142,10 +142,7 @@ func TestReplication_EtcdPausedPrimary(t *testing.T) {
 	b := startEtcdNode(t, etcd)
 	waitRole(t, b, "replica", 10*time.Second)
 	insert(t, a, "app.db", "1")
-	old := startShell(t, a.Path("app.db"))
-	if out := old.run(t, "INSERT INTO t VALUES ('open');"); out != "" {
-		t.Fatalf("write on the primary's open connection: %s", out)
-	}
+	old := startWritingShell(t, a.Path("app.db"))
 	waitFor(t, "b to follow", 30*time.Second, func() bool { return rows(t, b, "app.db") == "1,open" })
 	// The fence opens the -shm a moment after the connection first does.
 	waitFor(t, "a's fence to hold the -shm open", 10*time.Second, func() bool { return fenceHolds(t, a.Pid(), a.Path("app.db-shm")) })

@@ -214,6 +214,9 @@ func Open(cfg Config) (*Store, error) {
 		root:   filepath.Join(dir, ".pagefs", "files"),
 		closed: make(chan struct{}),
 		dbs:    make(map[string]*DB),
+
+		walWriters: map[string]map[*File]int{},
+		appSHM:     map[string]int{},
 	}
 	if err := os.MkdirAll(s.root, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)

@@ -1,8 +1,9 @@
 package mount
 
 import (
+	"maps"
 	"os"
-	"sort"
+	"slices"
 )
 
 // A WAL database is written through its -wal and -shm, which the kernel
@@ -14,34 +15,34 @@ import (
 // it applies the primary's transactions, and so that the lease fence knows
 // which databases to lock against them.
 
-// MarkApplication records that process pid, not pagefs, opened f for
-// writing. It matters only for a -wal or a -shm; other files are ignored.
+// SharesWAL reports whether f is a -wal or -shm opened for writing: a
+// handle through which a connection commits unseen, the only kind
+// MarkApplication counts.
+func (f *File) SharesWAL() bool {
+	return (f.kind == KindWAL || f.kind == KindSHM) && f.writable
+}
+
+// MarkApplication records that process pid, not pagefs, opened f. Only
+// handles for which SharesWAL is true are counted.
 func (f *File) MarkApplication(pid int) {
-	if (f.kind != KindWAL && f.kind != KindSHM) || !f.writable {
+	if !f.SharesWAL() {
 		return
 	}
 	s := f.store
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	was := s.exposedLocked(f.db.name)
+	db := f.db.name
+	was := s.exposedLocked(db)
 	if f.kind == KindWAL {
-		if s.walWriters == nil {
-			s.walWriters = map[string]map[*File]int{}
+		if s.walWriters[db] == nil {
+			s.walWriters[db] = map[*File]int{}
 		}
-		w := s.walWriters[f.db.name]
-		if w == nil {
-			w = map[*File]int{}
-			s.walWriters[f.db.name] = w
-		}
-		w[f] = pid
+		s.walWriters[db][f] = pid
 	} else {
-		if s.appSHM == nil {
-			s.appSHM = map[string]int{}
-		}
-		s.appSHM[f.db.name]++
+		s.appSHM[db]++
 	}
 	f.app = true
-	s.exposureChanged(f.db.name, was)
+	s.exposureChanged(db, was)
 }
 
 // forgetApplication undoes MarkApplication when f closes.
@@ -83,16 +84,7 @@ func (s *Store) exposureChanged(db string, was bool) {
 func (s *Store) WALWriters(name string) []int {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	var pids []int
-	seen := map[int]bool{}
-	for _, pid := range s.walWriters[name] {
-		if !seen[pid] {
-			seen[pid] = true
-			pids = append(pids, pid)
-		}
-	}
-	sort.Ints(pids)
-	return pids
+	return slices.Compact(slices.Sorted(maps.Values(s.walWriters[name])))
 }
 
 // writeFlag reports whether open flags ask for writing.

@@ -160,12 +160,8 @@ const reportAttempt = 8
 
 func (h *Holder) adopt(r openResult) {
 	delete(h.opening, r.path)
-	tracked := false
-	for _, p := range h.state.Files() {
-		tracked = tracked || p == r.path
-	}
 	switch {
-	case !tracked:
+	case !h.state.Covers(r.path):
 		if r.f != nil {
 			r.f.Close()
 		}

@@ -117,6 +117,9 @@ func (s *State) Wake(now time.Time) (time.Time, bool) {
 	return s.deadline, true
 }
 
+// Covers reports whether path is a covered file.
+func (s *State) Covers(path string) bool { return s.files[path] }
+
 // Files returns the covered files in order.
 func (s *State) Files() []string {
 	out := make([]string, 0, len(s.files))

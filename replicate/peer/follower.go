@@ -99,6 +99,25 @@ func (f *Follower) resumePaused() []string {
 	return still
 }
 
+func (f *Follower) isPaused(db string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.paused[db]
+	return ok
+}
+
+// pausedResumable reports whether a paused database's writers have closed.
+func (f *Follower) pausedResumable() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for db := range f.paused {
+		if len(f.store.WALWriters(db)) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *Follower) pause(db string, pids []int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -200,8 +219,7 @@ func recentPositions(dir string, n int) []ltx.Pos {
 func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sreq := f.request()
-	body, err := json.Marshal(sreq)
+	body, err := json.Marshal(f.request())
 	if err != nil {
 		return false, err
 	}
@@ -228,10 +246,6 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 	// Databases the application still writes from when this node was
 	// primary get nothing applied; the others keep streaming. Once such a
 	// database's writers are gone, the stream restarts and asks for it.
-	paused := map[string]bool{}
-	for _, db := range sreq.Paused {
-		paused[db] = true
-	}
 	for {
 		h, err := readFrameHeader(resp.Body)
 		if err != nil {
@@ -241,15 +255,13 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 			return progressed, fmt.Errorf("read from primary %s: %w", primaryURL, err)
 		}
 		idle.Reset(idleTimeout)
-		for db := range paused {
-			if len(f.store.WALWriters(db)) == 0 {
-				return true, errCatchUp
-			}
+		if f.pausedResumable() {
+			return true, errCatchUp
 		}
 		if h.Type == frameHeartbeat {
 			continue
 		}
-		if paused[h.DB] {
+		if f.isPaused(h.DB) {
 			if _, err := io.CopyN(&resetWriter{io.Discard, idle}, resp.Body, h.Size); err != nil {
 				return progressed, fmt.Errorf("read from primary %s: %w", primaryURL, err)
 			}
@@ -258,7 +270,6 @@ func (f *Follower) stream(ctx context.Context, primaryURL string) (bool, error) 
 		err = f.applyFrame(ctx, h, resp.Body, idle)
 		var open *WritersOpenError
 		if errors.As(err, &open) {
-			paused[h.DB] = true
 			f.pause(h.DB, open.PIDs)
 			f.log.Warn("not applying to a database the application still writes from when this node was primary; it waits until those connections close",
 				"db", h.DB, "pids", fmt.Sprint(open.PIDs))
